@@ -1,0 +1,207 @@
+//! The normalised event: target paths into the OCSF JSON tree and the tree builder.
+
+pub mod ocsf;
+
+use serde_json::{Map, Value};
+
+/// One step of a target path.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Segment {
+    Key(String),
+    /// `evidences[0]`: the element at this index (objects are created up to it).
+    Index(usize),
+}
+
+/// A dotted OCSF path such as `src_endpoint.ip`, `evidences[0].file.name`, or
+/// `file.hashes[]` (append to the array).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TargetPath {
+    pub text: String,
+    pub segments: Vec<Segment>,
+    pub push: bool,
+}
+
+impl TargetPath {
+    pub fn parse(text: &str) -> Result<TargetPath, String> {
+        let mut segments = Vec::new();
+        let mut push = false;
+        let parts: Vec<&str> = text.split('.').collect();
+        for (i, part) in parts.iter().enumerate() {
+            let (name, index) = match part.find('[') {
+                Some(open) if part.ends_with(']') => {
+                    (&part[..open], Some(&part[open + 1..part.len() - 1]))
+                }
+                Some(_) => return Err(format!("target path {text:?}: unclosed '['")),
+                None => (*part, None),
+            };
+            if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+                return Err(format!(
+                    "target path {text:?}: {part:?} is not an attribute name (letters, digits, '_')"
+                ));
+            }
+            segments.push(Segment::Key(name.to_string()));
+            match index {
+                None => {}
+                Some("") if i + 1 == parts.len() => push = true,
+                Some("") => {
+                    return Err(format!(
+                        "target path {text:?}: '[]' (append) only at the end"
+                    ))
+                }
+                Some(n) => {
+                    segments.push(Segment::Index(n.parse().map_err(|_| {
+                        format!("target path {text:?}: index {n:?} is not a number")
+                    })?))
+                }
+            }
+        }
+        if matches!(segments.first(), Some(Segment::Key(k)) if k == "unmapped" || k == "sluice") {
+            return Err(format!(
+                "target path {text:?}: unmapped and sluice are filled by sluice itself"
+            ));
+        }
+        Ok(TargetPath {
+            text: text.to_string(),
+            segments,
+            push,
+        })
+    }
+
+    /// Sets (or, for `[]` paths, appends) `value`, creating objects on the way. Returns
+    /// false when the tree already has a non-object where the path needs one.
+    pub fn insert(&self, root: &mut Map<String, Value>, value: Value) -> bool {
+        let Some((Segment::Key(first), rest)) = self.segments.split_first() else {
+            return false;
+        };
+        if rest.is_empty() {
+            return set_or_push(root, first, self.push, value);
+        }
+        let child = root
+            .entry(first.clone())
+            .or_insert_with(|| Value::Object(Map::new()));
+        insert_into(child, rest, self.push, value)
+    }
+
+    /// The value at this path, if present (`[]` paths: the array).
+    pub fn get<'v>(&self, root: &'v Map<String, Value>) -> Option<&'v Value> {
+        let mut node: Option<&Value> = None;
+        for segment in &self.segments {
+            node = match (node, segment) {
+                (None, Segment::Key(k)) => root.get(k),
+                (Some(Value::Object(obj)), Segment::Key(k)) => obj.get(k),
+                (Some(Value::Array(arr)), Segment::Index(i)) => arr.get(*i),
+                _ => None,
+            };
+            node?;
+        }
+        node
+    }
+
+    /// True when every object on the way to the final key exists.
+    pub fn parent_exists(&self, root: &Map<String, Value>) -> bool {
+        let parent = TargetPath {
+            text: String::new(),
+            segments: self.segments[..self.segments.len() - 1].to_vec(),
+            push: false,
+        };
+        parent.segments.is_empty() || parent.get(root).is_some_and(Value::is_object)
+    }
+}
+
+fn set_or_push(obj: &mut Map<String, Value>, key: &str, push: bool, value: Value) -> bool {
+    if !push {
+        obj.insert(key.to_string(), value);
+        return true;
+    }
+    match obj
+        .entry(key.to_string())
+        .or_insert_with(|| Value::Array(Vec::new()))
+    {
+        Value::Array(arr) => {
+            arr.push(value);
+            true
+        }
+        _ => false,
+    }
+}
+
+fn insert_into(node: &mut Value, segments: &[Segment], push: bool, value: Value) -> bool {
+    match segments.split_first() {
+        Some((Segment::Key(key), rest)) => {
+            let Value::Object(obj) = node else {
+                return false;
+            };
+            if rest.is_empty() {
+                return set_or_push(obj, key, push, value);
+            }
+            let child = obj
+                .entry(key.clone())
+                .or_insert_with(|| Value::Object(Map::new()));
+            insert_into(child, rest, push, value)
+        }
+        Some((Segment::Index(i), rest)) => {
+            // A fresh intermediate node was created as an object; an index makes it an array.
+            if node.as_object().is_some_and(Map::is_empty) {
+                *node = Value::Array(Vec::new());
+            }
+            let Value::Array(arr) = node else {
+                return false;
+            };
+            while arr.len() <= *i {
+                arr.push(Value::Object(Map::new()));
+            }
+            if rest.is_empty() {
+                arr[*i] = value;
+                return true;
+            }
+            insert_into(&mut arr[*i], rest, push, value)
+        }
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn builds_nested_paths() {
+        let mut root = Map::new();
+        TargetPath::parse("evidences[0].file.name")
+            .unwrap()
+            .insert(&mut root, json!("a.exe"));
+        TargetPath::parse("evidences[0].file.hashes[]")
+            .unwrap()
+            .insert(&mut root, json!({"algorithm_id": 1}));
+        TargetPath::parse("evidences[0].file.hashes[]")
+            .unwrap()
+            .insert(&mut root, json!({"algorithm_id": 3}));
+        TargetPath::parse("severity_id")
+            .unwrap()
+            .insert(&mut root, json!(4));
+        assert_eq!(
+            Value::Object(root),
+            json!({"evidences": [{"file": {"name": "a.exe", "hashes": [{"algorithm_id": 1}, {"algorithm_id": 3}]}}], "severity_id": 4})
+        );
+    }
+
+    #[test]
+    fn rejects_bad_paths() {
+        assert!(TargetPath::parse("a..b").is_err());
+        assert!(TargetPath::parse("a[].b").is_err());
+        assert!(TargetPath::parse("unmapped.x").is_err());
+        assert!(TargetPath::parse("a[x]").is_err());
+    }
+
+    #[test]
+    fn parent_check() {
+        let mut root = Map::new();
+        let p = TargetPath::parse("device.type_id").unwrap();
+        assert!(!p.parent_exists(&root));
+        TargetPath::parse("device.hostname")
+            .unwrap()
+            .insert(&mut root, json!("h"));
+        assert!(p.parent_exists(&root));
+    }
+}

@@ -1,0 +1,431 @@
+//! Grammar files → compiled grammars: conditions with parsed paths, one hash table per
+//! flat namespace and a trie for JSON paths, interned target slots. Errors name the file,
+//! the line and what is wrong.
+
+use std::fmt;
+
+use rustc_hash::FxHashMap;
+use serde_json::Value;
+
+use super::fields::{Namespace, SourcePath};
+use super::spec::{ConditionSpec, EventSpec, GrammarSpec, MapSpec};
+use super::transform::{Transform, TRANSFORM_NAMES};
+use crate::event::{ocsf, TargetPath};
+use crate::format::Format;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrammarError {
+    pub file: String,
+    pub line: usize,
+    pub message: String,
+}
+
+impl fmt::Display for GrammarError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}: {}", self.file, self.line, self.message)
+    }
+}
+
+impl std::error::Error for GrammarError {}
+
+#[derive(Debug)]
+pub enum Condition {
+    Equals(SourcePath, Vec<String>),
+    IEquals(SourcePath, Vec<String>),
+    StartsWith(SourcePath, Vec<String>),
+    Exists(SourcePath, bool),
+    All(Vec<Condition>),
+    Any(Vec<Condition>),
+}
+
+impl Condition {
+    /// Every source path the condition reads.
+    pub fn paths(&self) -> Vec<&SourcePath> {
+        match self {
+            Condition::Equals(p, _)
+            | Condition::IEquals(p, _)
+            | Condition::StartsWith(p, _)
+            | Condition::Exists(p, _) => vec![p],
+            Condition::All(list) | Condition::Any(list) => {
+                list.iter().flat_map(Condition::paths).collect()
+            }
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Rule {
+    pub slot: u16,
+    pub source: SourcePath,
+    pub transform: Transform,
+    pub keep: bool,
+    /// Another rule of the same kind fills the same slot. Such a rule's field stays in
+    /// `unmapped` until the slot is decided, so the losing value is never dropped.
+    pub contested: bool,
+}
+
+/// A trie node for JSON source paths.
+#[derive(Debug, Default)]
+pub struct JsonNode {
+    pub rules: Vec<u16>,
+    pub children: FxHashMap<String, JsonNode>,
+}
+
+#[derive(Debug)]
+pub struct Mapper {
+    /// In priority order: the first rule that fills a slot wins.
+    pub rules: Vec<Rule>,
+    /// Per flat namespace (indexed by `Namespace::index`): key → rules.
+    pub flat: Vec<FxHashMap<String, Vec<u16>>>,
+    pub json: JsonNode,
+}
+
+#[derive(Debug)]
+pub struct EventKind {
+    pub name: String,
+    pub when: Option<Condition>,
+    pub class_uid: u32,
+    pub activity_id: u32,
+    pub activity_name: Option<String>,
+    pub mapper: Mapper,
+    pub set: Vec<(TargetPath, Value)>,
+    pub ensure: Vec<(TargetPath, Value)>,
+}
+
+#[derive(Debug)]
+pub struct Grammar {
+    pub name: String,
+    pub title: String,
+    pub file: String,
+    pub formats: Vec<Format>,
+    pub priority: i32,
+    pub max_message_bytes: usize,
+    pub product_vendor: Option<String>,
+    pub product_name: Option<String>,
+    pub json_keys: Vec<String>,
+    pub custom_labels: bool,
+    pub detect: Option<Condition>,
+    pub kinds: Vec<EventKind>,
+    /// Slot → target path; shared by all kinds.
+    pub targets: Vec<TargetPath>,
+}
+
+impl Grammar {
+    pub fn accepts(&self, format: Format) -> bool {
+        self.formats.iter().any(|f| f.same_kind(format))
+    }
+}
+
+struct Ctx<'a> {
+    file: &'a str,
+    text: &'a str,
+    targets: Vec<TargetPath>,
+}
+
+impl Ctx<'_> {
+    fn err(&self, span: std::ops::Range<usize>, message: impl Into<String>) -> GrammarError {
+        let line = self.text[..span.start.min(self.text.len())]
+            .bytes()
+            .filter(|&b| b == b'\n')
+            .count()
+            + 1;
+        GrammarError {
+            file: self.file.to_string(),
+            line,
+            message: message.into(),
+        }
+    }
+
+    fn slot(&mut self, path: TargetPath) -> u16 {
+        if let Some(i) = self.targets.iter().position(|t| t.text == path.text) {
+            return i as u16;
+        }
+        self.targets.push(path);
+        (self.targets.len() - 1) as u16
+    }
+}
+
+/// Compiles one grammar file. `file` is used in error messages only.
+pub fn compile(file: &str, text: &str) -> Result<Grammar, GrammarError> {
+    let spec: GrammarSpec = toml::from_str(text).map_err(|e| {
+        let line = e
+            .span()
+            .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1)
+            .unwrap_or(0);
+        GrammarError {
+            file: file.to_string(),
+            line,
+            message: e.message().to_string(),
+        }
+    })?;
+    let mut ctx = Ctx {
+        file,
+        text,
+        targets: Vec::new(),
+    };
+    let name = spec.name.get_ref().clone();
+    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        return Err(ctx.err(
+            spec.name.span(),
+            format!("grammar name {name:?} must be letters, digits and '_'"),
+        ));
+    }
+    let mut formats = Vec::new();
+    for f in spec.format.get_ref().to_vec() {
+        formats.push(Format::from_name(&f).ok_or_else(|| {
+            ctx.err(
+                spec.format.span(),
+                format!("unknown format {f:?}; known: cef, pipe, json, json_members, kv"),
+            )
+        })?);
+    }
+    let is_cef = formats
+        .iter()
+        .any(|f| f.same_kind(Format::Cef { start: 0 }));
+    let detect = match &spec.detect {
+        Some(d) => {
+            let cond = condition(&ctx, d.when.get_ref(), d.when.span())?;
+            // The CEF extension is read only after the grammar is chosen (the grammar says
+            // which keys hold JSON), so CEF detection may look at the header and syslog only.
+            if is_cef {
+                if let Some(p) = cond
+                    .paths()
+                    .into_iter()
+                    .find(|p| !matches!(p.ns, Namespace::Header | Namespace::Syslog))
+                {
+                    return Err(ctx.err(
+                        d.when.span(),
+                        format!(
+                            "a CEF grammar detects on header.* and syslog.* only, not {}.{}",
+                            p.ns.name(),
+                            p.segments.join(".")
+                        ),
+                    ));
+                }
+            }
+            Some(cond)
+        }
+        None => None,
+    };
+    if spec.events.is_empty() {
+        return Err(ctx.err(0..0, "a grammar needs at least one [[event]]"));
+    }
+    let mut kinds = Vec::new();
+    let count = spec.events.len();
+    for (i, event) in spec.events.iter().enumerate() {
+        if event.when.is_none() && i + 1 != count {
+            return Err(ctx.err(
+                event.class_uid.span(),
+                format!(
+                    "event {:?} has no `when` but is not the last one: a fallback kind goes last",
+                    event.name
+                ),
+            ));
+        }
+        kinds.push(event_kind(&mut ctx, event, &spec.map)?);
+    }
+    Ok(Grammar {
+        name,
+        title: spec.title,
+        file: file.to_string(),
+        formats,
+        priority: spec.priority,
+        max_message_bytes: spec.max_message_bytes,
+        product_vendor: spec.product.as_ref().and_then(|p| p.vendor_name.clone()),
+        product_name: spec.product.as_ref().and_then(|p| p.name.clone()),
+        json_keys: spec.cef.json_keys,
+        custom_labels: spec.cef.custom_labels,
+        detect,
+        kinds,
+        targets: ctx.targets,
+    })
+}
+
+fn condition(
+    ctx: &Ctx<'_>,
+    spec: &ConditionSpec,
+    span: std::ops::Range<usize>,
+) -> Result<Condition, GrammarError> {
+    let ops = [
+        spec.equals.is_some(),
+        spec.iequals.is_some(),
+        spec.starts_with.is_some(),
+        spec.exists.is_some(),
+        spec.all.is_some(),
+        spec.any.is_some(),
+    ]
+    .iter()
+    .filter(|&&b| b)
+    .count();
+    if ops != 1 {
+        return Err(ctx.err(
+            span,
+            "a condition needs exactly one of equals, iequals, starts_with, exists, all, any",
+        ));
+    }
+    if let Some(list) = spec.all.as_ref().or(spec.any.as_ref()) {
+        let inner = list
+            .iter()
+            .map(|c| condition(ctx, c, span.clone()))
+            .collect::<Result<Vec<_>, _>>()?;
+        return Ok(if spec.all.is_some() {
+            Condition::All(inner)
+        } else {
+            Condition::Any(inner)
+        });
+    }
+    let field = spec
+        .field
+        .as_deref()
+        .ok_or_else(|| ctx.err(span.clone(), "this condition needs `field`"))?;
+    let path = SourcePath::parse(field).map_err(|m| ctx.err(span.clone(), m))?;
+    Ok(if let Some(v) = &spec.equals {
+        Condition::Equals(path, v.to_vec())
+    } else if let Some(v) = &spec.iequals {
+        Condition::IEquals(path, v.to_vec())
+    } else if let Some(v) = &spec.starts_with {
+        Condition::StartsWith(path, v.to_vec())
+    } else {
+        Condition::Exists(path, spec.exists.unwrap_or(true))
+    })
+}
+
+fn event_kind(
+    ctx: &mut Ctx<'_>,
+    event: &EventSpec,
+    common: &[MapSpec],
+) -> Result<EventKind, GrammarError> {
+    let class_uid = *event.class_uid.get_ref();
+    let Some(class) = ocsf::class(class_uid) else {
+        return Err(ctx.err(
+            event.class_uid.span(),
+            format!(
+                "class_uid {class_uid} is not one sluice knows; known: {}",
+                ocsf::CLASSES
+                    .iter()
+                    .map(|c| format!("{} {}", c.uid, c.name))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ));
+    };
+    if !class.activities.contains(&event.activity_id) {
+        return Err(ctx.err(
+            event.class_uid.span(),
+            format!(
+                "activity_id {} is not valid for {} ({}); valid: {:?}",
+                event.activity_id, class.name, class.uid, class.activities
+            ),
+        ));
+    }
+    let when = match &event.when {
+        Some(w) => Some(condition(ctx, w.get_ref(), w.span())?),
+        None => None,
+    };
+    let mut rules = Vec::new();
+    let mut flat: Vec<FxHashMap<String, Vec<u16>>> = (0..Namespace::ALL.len())
+        .map(|_| FxHashMap::default())
+        .collect();
+    let mut json = JsonNode::default();
+    // Kind-specific mappings first: they are the more specific, so they win a slot.
+    for map in event.map.iter().chain(common) {
+        let source =
+            SourcePath::parse(map.from.get_ref()).map_err(|m| ctx.err(map.from.span(), m))?;
+        let target = TargetPath::parse(map.to.get_ref()).map_err(|m| ctx.err(map.to.span(), m))?;
+        let transform = transform(ctx, map)?;
+        let slot = ctx.slot(target);
+        let index = rules.len() as u16;
+        rules.push(Rule {
+            slot,
+            source: source.clone(),
+            transform,
+            keep: map.keep,
+            contested: false,
+        });
+        match source.ns {
+            Namespace::Json => {
+                let mut node = &mut json;
+                for segment in &source.segments {
+                    node = node.children.entry(segment.clone()).or_default();
+                }
+                node.rules.push(index);
+            }
+            ns => flat[ns.index()]
+                .entry(source.key().to_string())
+                .or_default()
+                .push(index),
+        }
+    }
+    for i in 0..rules.len() {
+        let slot = rules[i].slot;
+        let push = ctx.targets[slot as usize].push;
+        rules[i].contested = !push && rules.iter().filter(|r| r.slot == slot).count() > 1;
+    }
+    let constants = |ctx: &Ctx<'_>, table: &std::collections::BTreeMap<String, toml::Value>| {
+        table
+            .iter()
+            .map(|(path, value)| {
+                let target =
+                    TargetPath::parse(path).map_err(|m| ctx.err(event.class_uid.span(), m))?;
+                let value = serde_json::to_value(value)
+                    .map_err(|e| ctx.err(event.class_uid.span(), e.to_string()))?;
+                Ok((target, value))
+            })
+            .collect::<Result<Vec<_>, GrammarError>>()
+    };
+    Ok(EventKind {
+        name: event.name.clone(),
+        when,
+        class_uid,
+        activity_id: event.activity_id,
+        activity_name: event.activity_name.clone(),
+        mapper: Mapper { rules, flat, json },
+        set: constants(ctx, &event.set)?,
+        ensure: constants(ctx, &event.ensure)?,
+    })
+}
+
+fn transform(ctx: &Ctx<'_>, map: &MapSpec) -> Result<Transform, GrammarError> {
+    let name = map.transform.as_ref().map(|t| t.get_ref().as_str());
+    let span = map
+        .transform
+        .as_ref()
+        .map(|t| t.span())
+        .unwrap_or_else(|| map.from.span());
+    match (name, &map.table) {
+        (None | Some("enum"), Some(table)) => {
+            let table = table
+                .iter()
+                .map(|(k, v)| {
+                    serde_json::to_value(v)
+                        .map(|v| (k.clone(), v))
+                        .map_err(|e| ctx.err(span.clone(), e.to_string()))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let default = match &map.default {
+                Some(d) => Some(
+                    serde_json::to_value(d).map_err(|e| ctx.err(span.clone(), e.to_string()))?,
+                ),
+                None => None,
+            };
+            Ok(Transform::Enum { table, default })
+        }
+        (Some("enum"), None) => Err(ctx.err(span, "transform \"enum\" needs an `enum` table")),
+        (Some(other), Some(_)) => Err(ctx.err(
+            span,
+            format!("an `enum` table goes with transform \"enum\", not {other:?}"),
+        )),
+        (None, None) => Ok(Transform::Identity),
+        (Some(name), None) => {
+            Transform::from_name(name, map.separator.as_deref()).ok_or_else(|| {
+                ctx.err(
+                    span,
+                    format!(
+                        "unknown transform {name:?}; known: {}",
+                        TRANSFORM_NAMES.join(", ")
+                    ),
+                )
+            })
+        }
+    }
+}

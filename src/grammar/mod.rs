@@ -1,0 +1,410 @@
+//! Vendor grammars: which grammar a message belongs to, which OCSF class each of its event
+//! kinds maps to, and how its fields map. Grammar files live in `grammars/`, are embedded
+//! as defaults, and a user's directory adds or overrides them by name.
+
+pub mod compile;
+pub mod fields;
+pub mod spec;
+pub mod transform;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+
+pub use compile::{compile, Condition, EventKind, Grammar, GrammarError};
+pub use fields::{FieldRef, FlatField, Namespace, Record, SourcePath};
+
+use crate::format::Format;
+use crate::time::DefaultZone;
+
+/// The grammars shipped with sluice (`grammars/*.toml`).
+pub const EMBEDDED: &[(&str, &str)] = &[
+    (
+        "perception_point.toml",
+        include_str!("../../grammars/perception_point.toml"),
+    ),
+    (
+        "kaspersky_kata.toml",
+        include_str!("../../grammars/kaspersky_kata.toml"),
+    ),
+    (
+        "symantec_edr.toml",
+        include_str!("../../grammars/symantec_edr.toml"),
+    ),
+    (
+        "opswat_metadefender.toml",
+        include_str!("../../grammars/opswat_metadefender.toml"),
+    ),
+    (
+        "cisco_panoptica.toml",
+        include_str!("../../grammars/cisco_panoptica.toml"),
+    ),
+    ("cef.toml", include_str!("../../grammars/cef.toml")),
+    ("json.toml", include_str!("../../grammars/json.toml")),
+    ("kv.toml", include_str!("../../grammars/kv.toml")),
+];
+
+/// All loaded grammars, ordered by priority (highest first) for selection.
+#[derive(Debug, Clone)]
+pub struct GrammarSet {
+    grammars: Vec<Arc<Grammar>>,
+}
+
+impl GrammarSet {
+    /// The embedded grammars only.
+    pub fn embedded() -> Result<GrammarSet, GrammarError> {
+        let mut set = GrammarSet {
+            grammars: Vec::new(),
+        };
+        for (file, text) in EMBEDDED {
+            set.add(compile(&format!("<embedded>/{file}"), text)?);
+        }
+        Ok(set)
+    }
+
+    /// The embedded grammars, with every `*.toml` in `dir` added or replacing the embedded
+    /// grammar of the same name.
+    pub fn with_dir(dir: &Path) -> Result<GrammarSet, Vec<GrammarError>> {
+        let mut set = GrammarSet::embedded().map_err(|e| vec![e])?;
+        for grammar in load_dir(dir)? {
+            set.add(grammar);
+        }
+        Ok(set)
+    }
+
+    fn add(&mut self, grammar: Grammar) {
+        self.grammars.retain(|g| g.name != grammar.name);
+        self.grammars.push(Arc::new(grammar));
+        // Stable: among equal priorities, the file order stays.
+        self.grammars.sort_by_key(|g| std::cmp::Reverse(g.priority));
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Arc<Grammar>> {
+        self.grammars.iter().find(|g| g.name == name)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<Grammar>> {
+        self.grammars.iter()
+    }
+
+    /// The first grammar, by priority, that accepts `format` and whose `detect` holds.
+    pub fn select(&self, format: Format, record: &Record<'_, '_>) -> Option<&Arc<Grammar>> {
+        self.grammars
+            .iter()
+            .find(|g| g.accepts(format) && g.detect.as_ref().is_none_or(|c| evaluate(c, record)))
+    }
+}
+
+/// Compiles every `*.toml` in `dir`, collecting all errors rather than stopping at the first.
+pub fn load_dir(dir: &Path) -> Result<Vec<Grammar>, Vec<GrammarError>> {
+    let read_error = |message: String| GrammarError {
+        file: dir.display().to_string(),
+        line: 0,
+        message,
+    };
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| vec![read_error(format!("cannot read directory: {e}"))])?;
+    let mut paths: Vec<_> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    paths.sort();
+    let mut grammars = Vec::new();
+    let mut errors = Vec::new();
+    for path in paths {
+        let file = path.display().to_string();
+        match std::fs::read_to_string(&path) {
+            Ok(text) => match compile(&file, &text) {
+                Ok(g) => grammars.push(g),
+                Err(e) => errors.push(e),
+            },
+            Err(e) => errors.push(GrammarError {
+                file,
+                line: 0,
+                message: format!("cannot read: {e}"),
+            }),
+        }
+    }
+    if errors.is_empty() {
+        Ok(grammars)
+    } else {
+        Err(errors)
+    }
+}
+
+pub fn evaluate(condition: &Condition, record: &Record<'_, '_>) -> bool {
+    let text = |path: &SourcePath| record.get(path).and_then(FieldRef::as_text);
+    match condition {
+        Condition::Equals(path, values) => {
+            text(path).is_some_and(|t| values.iter().any(|v| v == t.as_ref()))
+        }
+        Condition::IEquals(path, values) => {
+            text(path).is_some_and(|t| values.iter().any(|v| v.eq_ignore_ascii_case(&t)))
+        }
+        Condition::StartsWith(path, values) => {
+            text(path).is_some_and(|t| values.iter().any(|v| t.starts_with(v.as_str())))
+        }
+        Condition::Exists(path, wanted) => record.get(path).is_some() == *wanted,
+        Condition::All(list) => list.iter().all(|c| evaluate(c, record)),
+        Condition::Any(list) => list.iter().any(|c| evaluate(c, record)),
+    }
+}
+
+impl Grammar {
+    /// The event kind for this record: the first whose `when` holds, else the fallback.
+    pub fn kind(&self, record: &Record<'_, '_>) -> Option<&EventKind> {
+        self.kinds
+            .iter()
+            .find(|k| k.when.as_ref().is_none_or(|c| evaluate(c, record)))
+    }
+}
+
+/// A value a rule produced: (slot, rule index = priority, value).
+pub type SlotValue = (u16, u16, Value);
+
+impl EventKind {
+    /// Decides each slot (the lowest rule index wins; `[]` slots keep every value) and
+    /// returns the winners in slot order. Fields whose contested rules all won leave
+    /// `unmapped`; a field that lost any slot stays there, so no value is dropped.
+    pub fn resolve(
+        &self,
+        grammar: &Grammar,
+        mut values: Vec<SlotValue>,
+        unmapped: &mut Map<String, Value>,
+    ) -> Vec<(u16, Value)> {
+        values.sort_by_key(|(slot, index, _)| (*slot, *index));
+        let rules = &self.mapper.rules;
+        let mut winners = Vec::with_capacity(values.len());
+        let mut contested: Vec<(u16, bool)> = Vec::new();
+        let mut previous = None;
+        for (slot, index, value) in values {
+            let push = grammar.targets[slot as usize].push;
+            let won = push || previous != Some(slot);
+            previous = Some(slot);
+            if rules[index as usize].contested {
+                contested.push((index, won));
+            }
+            if won {
+                winners.push((slot, value));
+            }
+        }
+        for &(index, won) in &contested {
+            let rule = &rules[index as usize];
+            let source_lost = contested
+                .iter()
+                .any(|&(other, w)| !w && rules[other as usize].source == rule.source);
+            let source_kept = rules.iter().any(|r| r.source == rule.source && r.keep);
+            if won && !source_lost && !source_kept {
+                remove_unmapped(unmapped, &rule.source);
+            }
+        }
+        winners
+    }
+}
+
+/// Removes a source field from `unmapped`, and any object the removal leaves empty.
+fn remove_unmapped(unmapped: &mut Map<String, Value>, source: &SourcePath) {
+    fn remove_path(obj: &mut Map<String, Value>, path: &[String]) {
+        match path {
+            [] => {}
+            [last] => {
+                obj.remove(last);
+            }
+            [first, rest @ ..] => {
+                if let Some(Value::Object(inner)) = obj.get_mut(first) {
+                    remove_path(inner, rest);
+                    if inner.is_empty() {
+                        obj.remove(first);
+                    }
+                }
+            }
+        }
+    }
+    let mut path = Vec::with_capacity(source.segments.len() + 1);
+    path.push(source.ns.name().to_string());
+    path.extend(source.segments.iter().cloned());
+    remove_path(unmapped, &path);
+}
+
+/// Time zone and receive time for transforms.
+#[derive(Clone, Copy, Debug)]
+pub struct MapContext {
+    pub zone: DefaultZone,
+    pub now_ms: i64,
+}
+
+impl EventKind {
+    /// Runs every field of `record` through this kind's rules once. Returns the values for
+    /// the OCSF slots and the `unmapped` object (every field no rule consumed, by namespace).
+    pub fn map(
+        &self,
+        record: Record<'_, '_>,
+        ctx: &MapContext,
+    ) -> (Vec<SlotValue>, Map<String, Value>) {
+        let mapper = &self.mapper;
+        let mut out: Vec<SlotValue> = Vec::with_capacity(mapper.rules.len());
+        let mut unmapped = Map::new();
+        let apply = |rules: &[u16], value: FieldRef<'_>, out: &mut Vec<SlotValue>| -> bool {
+            let mut consumed = false;
+            let mut keep = false;
+            for &index in rules {
+                let rule = &mapper.rules[index as usize];
+                if let Some(v) = rule.transform.apply(value, &ctx.zone, ctx.now_ms) {
+                    out.push((rule.slot, index, v));
+                    consumed = true;
+                    keep |= rule.keep || rule.contested;
+                }
+            }
+            consumed && !keep
+        };
+
+        let syslog_rules = &mapper.flat[Namespace::Syslog.index()];
+        if !syslog_rules.is_empty() {
+            for name in fields::SYSLOG_FIELDS {
+                if let Some(rules) = syslog_rules.get(name) {
+                    let path = SourcePath {
+                        ns: Namespace::Syslog,
+                        segments: vec![name.to_string()],
+                    };
+                    if let Some(value) = record.get(&path) {
+                        apply(rules, value, &mut out);
+                    }
+                }
+            }
+        }
+
+        if let Some(header) = record.header {
+            let rules = &mapper.flat[Namespace::Header.index()];
+            let mut rest = Map::new();
+            for (name, value) in header.fields() {
+                // Vendor, product and version always go to metadata.product.
+                if matches!(name, "vendor" | "product" | "device_version") {
+                    continue;
+                }
+                let consumed = rules
+                    .get(name)
+                    .is_some_and(|r| apply(r, FieldRef::Str(value), &mut out));
+                if !consumed {
+                    rest.insert(name.to_string(), Value::String(value.to_string()));
+                }
+            }
+            if !rest.is_empty() {
+                unmapped.insert("header".into(), Value::Object(rest));
+            }
+        }
+
+        let mut groups: [Option<Map<String, Value>>; 7] = Default::default();
+        for field in &record.flat {
+            let consumed = mapper.flat[field.ns.index()]
+                .get(field.key.as_ref())
+                .is_some_and(|r| apply(r, FieldRef::Str(&field.value), &mut out));
+            if !consumed {
+                groups[field.ns.index()]
+                    .get_or_insert_with(Map::new)
+                    .insert(
+                        field.key.to_string(),
+                        Value::String(field.value.to_string()),
+                    );
+            }
+        }
+        for ns in Namespace::ALL {
+            if let Some(group) = groups[ns.index()].take() {
+                unmapped.insert(ns.name().to_string(), Value::Object(group));
+            }
+        }
+
+        if let Some(json) = record.json {
+            let rest = match json {
+                Value::Object(obj) => {
+                    let mut rest = Map::new();
+                    walk_json(obj, &mapper.json, &apply, &mut out, &mut rest);
+                    (!rest.is_empty()).then_some(Value::Object(rest))
+                }
+                other => Some(other),
+            };
+            if let Some(rest) = rest {
+                unmapped.insert("json".into(), rest);
+            }
+        }
+        (out, unmapped)
+    }
+}
+
+/// Walks a JSON object against the rule trie, moving (not copying) unconsumed members into
+/// `rest`, so unmapped JSON keeps the vendor's nesting.
+fn walk_json<F>(
+    obj: Map<String, Value>,
+    node: &compile::JsonNode,
+    apply: &F,
+    out: &mut Vec<SlotValue>,
+    rest: &mut Map<String, Value>,
+) where
+    F: Fn(&[u16], FieldRef<'_>, &mut Vec<SlotValue>) -> bool,
+{
+    for (key, value) in obj {
+        let Some(child) = node.children.get(&key) else {
+            rest.insert(key, value);
+            continue;
+        };
+        let consumed = !child.rules.is_empty() && apply(&child.rules, FieldRef::Json(&value), out);
+        if consumed {
+            continue;
+        }
+        match value {
+            Value::Object(inner) if !child.children.is_empty() => {
+                let mut sub = Map::new();
+                walk_json(inner, child, apply, out, &mut sub);
+                if !sub.is_empty() {
+                    rest.insert(key, Value::Object(sub));
+                }
+            }
+            other => {
+                rest.insert(key, other);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_grammars_compile() {
+        let set = GrammarSet::embedded().unwrap();
+        for name in [
+            "perception_point",
+            "kaspersky_kata",
+            "symantec_edr",
+            "opswat_metadefender",
+            "cisco_panoptica",
+            "cef",
+            "json",
+            "kv",
+        ] {
+            assert!(set.get(name).is_some(), "{name}");
+        }
+    }
+
+    #[test]
+    fn errors_name_file_and_line() {
+        let text = "name = \"x\"\nformat = \"cef\"\n\n[[event]]\nname = \"a\"\nclass_uid = 2004\nactivity_id = 1\n[[event.map]]\nfrom = \"cef.src\"\nto = \"src_endpoint.ip\"\ntransform = \"ipv9\"\n";
+        let err = compile("g.toml", text).unwrap_err();
+        assert_eq!(err.file, "g.toml");
+        assert_eq!(err.line, 11);
+        assert!(
+            err.message.contains("unknown transform \"ipv9\""),
+            "{}",
+            err.message
+        );
+
+        let err = compile("g.toml", "name = \"x\"\nformat = \"xml\"\n").unwrap_err();
+        assert_eq!(err.line, 2);
+        let err = compile("g.toml", "name = \"x\"\nformat = \"cef\"\nbogus = 1\n").unwrap_err();
+        assert!(err.message.contains("bogus"), "{}", err.message);
+        let err = compile("g.toml", "name = \"x\"\nformat = \"cef\"\n[[event]]\nname = \"a\"\nclass_uid = 4242\nactivity_id = 1\n").unwrap_err();
+        assert_eq!(err.line, 5);
+    }
+}

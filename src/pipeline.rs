@@ -1,0 +1,743 @@
+//! One received message → one normalised event:
+//! syslog header → format detection → format parser → grammar → OCSF event.
+//!
+//! `Pipeline::parse` never fails and never panics on any input: a message it cannot read
+//! becomes a Base Event with status `unrecognised` or `failed`, its raw text and the reason.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+
+use crate::event::ocsf;
+use crate::format::{self, cef, json, kv, pipe, Format};
+use crate::grammar::{FlatField, Grammar, GrammarSet, MapContext, Namespace, Record};
+use crate::source::Message;
+use crate::syslog::{self, SyslogHeader, TimeContext};
+use crate::time::{self, DefaultZone};
+
+/// Version of the `sluice` extension object contract.
+pub const SCHEMA_VERSION: &str = "1";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Status {
+    Ok,
+    Partial,
+    Unrecognised,
+    Failed,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Ok => "ok",
+            Status::Partial => "partial",
+            Status::Unrecognised => "unrecognised",
+            Status::Failed => "failed",
+        }
+    }
+}
+
+/// Stable error codes (metric labels; documented in docs/parse-errors.md).
+pub mod codes {
+    pub const INVALID_UTF8: &str = "invalid_utf8";
+    pub const MESSAGE_TRUNCATED: &str = "message_truncated";
+    pub const UNRECOGNISED_FORMAT: &str = "unrecognised_format";
+    pub const EMPTY_MESSAGE: &str = "empty_message";
+    pub const CEF_HEADER_TRUNCATED: &str = "cef_header_truncated";
+    pub const JSON_INVALID: &str = "json_invalid";
+    pub const JSON_REPAIRED: &str = "json_repaired";
+    pub const EMBEDDED_JSON_INVALID: &str = "embedded_json_invalid";
+    pub const NO_GRAMMAR: &str = "no_grammar";
+    pub const GRAMMAR_FORMAT_MISMATCH: &str = "grammar_format_mismatch";
+    pub const NO_EVENT_KIND: &str = "no_event_kind";
+
+    pub const ALL: &[&str] = &[
+        INVALID_UTF8,
+        MESSAGE_TRUNCATED,
+        UNRECOGNISED_FORMAT,
+        EMPTY_MESSAGE,
+        CEF_HEADER_TRUNCATED,
+        JSON_INVALID,
+        JSON_REPAIRED,
+        EMBEDDED_JSON_INVALID,
+        NO_GRAMMAR,
+        GRAMMAR_FORMAT_MISMATCH,
+        NO_EVENT_KIND,
+    ];
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParseError {
+    pub code: &'static str,
+    pub message: String,
+    pub offset: Option<usize>,
+}
+
+impl ParseError {
+    fn new(code: &'static str, message: impl Into<String>, offset: Option<usize>) -> Self {
+        ParseError {
+            code,
+            message: message.into(),
+            offset,
+        }
+    }
+
+    fn to_json(&self) -> Value {
+        let mut obj = Map::new();
+        obj.insert("code".into(), Value::from(self.code));
+        obj.insert("message".into(), Value::from(self.message.clone()));
+        if let Some(offset) = self.offset {
+            obj.insert("offset".into(), Value::from(offset));
+        }
+        Value::Object(obj)
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct ParseOptions {
+    pub zone: DefaultZone,
+    /// Keep `raw_data` (the message as received). On by default.
+    pub raw_data: bool,
+    /// Force this grammar for every message (`sluice parse --grammar`, a pinned listener).
+    pub grammar: Option<String>,
+}
+
+impl Default for ParseOptions {
+    fn default() -> Self {
+        ParseOptions {
+            zone: DefaultZone::Utc,
+            raw_data: true,
+            grammar: None,
+        }
+    }
+}
+
+pub struct Pipeline {
+    grammars: GrammarSet,
+    options: ParseOptions,
+    forced: Option<Arc<Grammar>>,
+}
+
+/// The parts of the outcome that exist whatever the path through `parse`.
+struct Outcome<'m> {
+    text: &'m str,
+    header: SyslogHeader<'m>,
+    format: Format,
+    errors: Vec<ParseError>,
+    /// Extra members for `unmapped` (CEF prefix, JSON trailing text, a truncated field).
+    extra: Map<String, Value>,
+}
+
+/// Byte offset of `part` inside `whole` (both from the same buffer).
+fn offset_in(whole: &str, part: &str) -> usize {
+    (part.as_ptr() as usize).saturating_sub(whole.as_ptr() as usize)
+}
+
+impl Pipeline {
+    pub fn new(grammars: GrammarSet, options: ParseOptions) -> Result<Pipeline, String> {
+        let forced = match &options.grammar {
+            Some(name) => Some(grammars.get(name).cloned().ok_or_else(|| {
+                format!(
+                    "no grammar named {name:?}; loaded: {}",
+                    grammars
+                        .iter()
+                        .map(|g| g.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            })?),
+            None => None,
+        };
+        Ok(Pipeline {
+            grammars,
+            options,
+            forced,
+        })
+    }
+
+    pub fn grammars(&self) -> &GrammarSet {
+        &self.grammars
+    }
+
+    /// Parses one message into one event.
+    pub fn parse(&self, message: &Message) -> Value {
+        let (text, utf8_error) = match std::str::from_utf8(&message.bytes) {
+            Ok(text) => (Cow::Borrowed(text), None),
+            Err(e) => (
+                String::from_utf8_lossy(&message.bytes),
+                Some(e.valid_up_to()),
+            ),
+        };
+        let text: &str = &text;
+        let tctx = TimeContext {
+            received_ms: message.received_ms,
+            zone: self.options.zone,
+        };
+        let (header, payload) = if message.json_record {
+            (SyslogHeader::absent(), text)
+        } else {
+            syslog::parse(text, &tctx)
+        };
+        let mut out = Outcome {
+            text,
+            header,
+            format: Format::Unknown,
+            errors: Vec::new(),
+            extra: Map::new(),
+        };
+        if let Some(at) = utf8_error {
+            out.errors.push(ParseError::new(
+                codes::INVALID_UTF8,
+                "invalid UTF-8 replaced with U+FFFD",
+                Some(at),
+            ));
+        }
+        if message.truncated {
+            out.errors.push(ParseError::new(
+                codes::MESSAGE_TRUNCATED,
+                "the message was cut at the receive limit",
+                Some(text.len()),
+            ));
+        }
+        out.format = format::detect(payload);
+        let payload_at = offset_in(text, payload);
+        match out.format {
+            Format::Unknown => {
+                let (code, why) = if payload.trim().is_empty() {
+                    (codes::EMPTY_MESSAGE, "the message has no payload")
+                } else {
+                    (
+                        codes::UNRECOGNISED_FORMAT,
+                        "the payload is not CEF, pipe, JSON or key=value",
+                    )
+                };
+                out.errors
+                    .push(ParseError::new(code, why, Some(payload_at)));
+                self.base_event(message, out, Status::Unrecognised, None)
+            }
+            Format::Cef { start } => self.parse_cef(message, out, payload, start),
+            Format::Pipe | Format::Kv => {
+                let flat = if out.format == Format::Pipe {
+                    pipe::parse(payload)
+                        .into_iter()
+                        .map(|f| FlatField {
+                            ns: Namespace::Pipe,
+                            key: Cow::Borrowed(f.key),
+                            value: Cow::Borrowed(f.value),
+                        })
+                        .collect()
+                } else {
+                    kv::parse(payload)
+                        .into_iter()
+                        .map(|f| FlatField {
+                            ns: Namespace::Kv,
+                            key: Cow::Borrowed(f.key),
+                            value: f.value,
+                        })
+                        .collect()
+                };
+                self.map_record(message, out, None, flat, None)
+            }
+            Format::Json | Format::JsonMembers => {
+                let parsed = if out.format == Format::Json {
+                    json::parse(payload)
+                } else {
+                    json::parse_members(payload)
+                };
+                match parsed {
+                    Ok(value) => self.map_record(message, out, None, Vec::new(), Some(value)),
+                    Err(e) => {
+                        out.errors.push(ParseError::new(
+                            codes::JSON_INVALID,
+                            format!("invalid JSON: {e}"),
+                            Some(payload_at),
+                        ));
+                        self.base_event(message, out, Status::Failed, None)
+                    }
+                }
+            }
+        }
+    }
+
+    fn parse_cef<'m>(
+        &self,
+        message: &Message,
+        mut out: Outcome<'m>,
+        payload: &'m str,
+        start: usize,
+    ) -> Value {
+        let cef_message = match cef::parse_header(payload, start) {
+            Ok(m) => m,
+            Err(truncated) => {
+                out.errors.push(ParseError::new(
+                    codes::CEF_HEADER_TRUNCATED,
+                    format!(
+                        "the CEF header has {} of its 7 fields",
+                        truncated.fields.len()
+                    ),
+                    Some(offset_in(out.text, payload) + start),
+                ));
+                let fields = truncated
+                    .fields
+                    .iter()
+                    .map(|f| Value::String(f.to_string()))
+                    .collect();
+                out.extra
+                    .insert("header_fields".into(), Value::Array(fields));
+                return self.base_event(message, out, Status::Failed, None);
+            }
+        };
+        if !cef_message.prefix.is_empty() {
+            out.extra.insert(
+                "cef_prefix".into(),
+                Value::String(cef_message.prefix.to_string()),
+            );
+        }
+        let probe = Record {
+            syslog: &out.header,
+            header: Some(&cef_message.header),
+            flat: Vec::new(),
+            json: None,
+        };
+        let grammar = match self.choose(out.format, &probe) {
+            Ok(g) => g.clone(),
+            Err(e) => {
+                out.errors.push(e);
+                return self.base_event(message, out, Status::Failed, None);
+            }
+        };
+        let ext_at = offset_in(out.text, cef_message.extension);
+        let fields = cef::parse_extension(cef_message.extension, &grammar.json_keys);
+        let mut flat = Vec::with_capacity(fields.len());
+        let mut embedded = None;
+        let truncated = self.truncated(message, &grammar, &mut out);
+        let last = fields.len().saturating_sub(1);
+        for (i, field) in fields.into_iter().enumerate() {
+            if truncated && i == last {
+                out.extra.insert(
+                    "truncated_field".into(),
+                    single(field.key, field.value.into_owned()),
+                );
+                continue;
+            }
+            if embedded.is_none() && grammar.json_keys.iter().any(|k| k == field.key) {
+                let at = ext_at + field.offset;
+                match json::parse_lenient(&field.value) {
+                    Ok((value, repairs)) => {
+                        if repairs.any() {
+                            out.errors.push(ParseError::new(
+                                codes::JSON_REPAIRED,
+                                format!("{}= JSON repaired: {}", field.key, repairs.describe()),
+                                Some(at),
+                            ));
+                        }
+                        if let Some(trailing) = repairs.trailing {
+                            out.extra
+                                .insert("json_trailing".into(), Value::String(trailing));
+                        }
+                        embedded = Some(value);
+                        continue;
+                    }
+                    Err(e) => out.errors.push(ParseError::new(
+                        codes::EMBEDDED_JSON_INVALID,
+                        format!("{}= is not JSON ({e}); kept as text", field.key),
+                        Some(at),
+                    )),
+                }
+            }
+            flat.push(FlatField {
+                ns: Namespace::Cef,
+                key: Cow::Borrowed(field.key),
+                value: field.value,
+            });
+        }
+        if grammar.custom_labels {
+            fold_custom_labels(&mut flat);
+        }
+        self.map_record_with(
+            message,
+            out,
+            &grammar,
+            Some(&cef_message.header),
+            flat,
+            embedded,
+        )
+    }
+
+    /// Whether the message is (or must be assumed) cut at its end, adding the error once.
+    fn truncated(&self, message: &Message, grammar: &Grammar, out: &mut Outcome<'_>) -> bool {
+        if message.truncated {
+            return true;
+        }
+        if grammar.max_message_bytes > 0 && message.bytes.len() >= grammar.max_message_bytes {
+            out.errors.push(ParseError::new(
+                codes::MESSAGE_TRUNCATED,
+                format!(
+                    "the message is {} bytes, at the {} limit of {}: its last field may be cut",
+                    message.bytes.len(),
+                    grammar.name,
+                    grammar.max_message_bytes
+                ),
+                Some(out.text.len()),
+            ));
+            return true;
+        }
+        false
+    }
+
+    fn choose(&self, format: Format, record: &Record<'_, '_>) -> Result<&Arc<Grammar>, ParseError> {
+        match &self.forced {
+            Some(g) if g.accepts(format) => Ok(g),
+            Some(g) => Err(ParseError::new(
+                codes::GRAMMAR_FORMAT_MISMATCH,
+                format!(
+                    "grammar {} reads {}, but the message is {}",
+                    g.name,
+                    g.formats
+                        .iter()
+                        .map(|f| f.as_str())
+                        .collect::<Vec<_>>()
+                        .join("/"),
+                    format.as_str()
+                ),
+                None,
+            )),
+            None => self.grammars.select(format, record).ok_or_else(|| {
+                ParseError::new(
+                    codes::NO_GRAMMAR,
+                    format!("no grammar accepts this {} message", format.as_str()),
+                    None,
+                )
+            }),
+        }
+    }
+
+    fn map_record<'m>(
+        &self,
+        message: &Message,
+        mut out: Outcome<'m>,
+        cef_header: Option<&cef::CefHeader<'m>>,
+        flat: Vec<FlatField<'m>>,
+        json: Option<Value>,
+    ) -> Value {
+        let probe = Record {
+            syslog: &out.header,
+            header: cef_header,
+            flat,
+            json,
+        };
+        let chosen = self.choose(out.format, &probe).cloned();
+        let Record { mut flat, json, .. } = probe;
+        let grammar = match chosen {
+            Ok(g) => g,
+            Err(e) => {
+                out.errors.push(e);
+                return self.base_event(message, out, Status::Failed, None);
+            }
+        };
+        if self.truncated(message, &grammar, &mut out) {
+            if let Some(last) = flat.pop() {
+                out.extra.insert(
+                    "truncated_field".into(),
+                    single(&last.key, last.value.into_owned()),
+                );
+            }
+        }
+        self.map_record_with(message, out, &grammar, cef_header, flat, json)
+    }
+
+    fn map_record_with<'m>(
+        &self,
+        message: &Message,
+        mut out: Outcome<'m>,
+        grammar: &Arc<Grammar>,
+        cef_header: Option<&cef::CefHeader<'m>>,
+        flat: Vec<FlatField<'m>>,
+        json: Option<Value>,
+    ) -> Value {
+        let header = std::mem::replace(&mut out.header, SyslogHeader::absent());
+        let record = Record {
+            syslog: &header,
+            header: cef_header,
+            flat,
+            json,
+        };
+        let Some(kind) = grammar.kind(&record) else {
+            out.errors.push(ParseError::new(
+                codes::NO_EVENT_KIND,
+                format!(
+                    "grammar {} has no event kind for this message",
+                    grammar.name
+                ),
+                None,
+            ));
+            out.header = header;
+            return self.base_event(message, out, Status::Partial, Some(grammar));
+        };
+        let ctx = MapContext {
+            zone: self.options.zone,
+            now_ms: message.received_ms,
+        };
+        let (slots, mut unmapped) = kind.map(record, &ctx);
+        let mut root = Map::new();
+        for (slot, value) in kind.resolve(grammar, slots, &mut unmapped) {
+            grammar.targets[slot as usize].insert(&mut root, value);
+        }
+        for (target, value) in &kind.set {
+            if target.get(&root).is_none() {
+                target.insert(&mut root, value.clone());
+            }
+        }
+        for (target, value) in &kind.ensure {
+            if target.parent_exists(&root) && target.get(&root).is_none() {
+                target.insert(&mut root, value.clone());
+            }
+        }
+        let class = ocsf::class(kind.class_uid).expect("class checked at compile time");
+        root.insert("class_uid".into(), Value::from(class.uid));
+        root.insert("class_name".into(), Value::from(class.name));
+        root.insert("category_uid".into(), Value::from(class.category_uid));
+        root.insert("category_name".into(), Value::from(class.category_name));
+        root.insert("activity_id".into(), Value::from(kind.activity_id));
+        if let Some(name) = &kind.activity_name {
+            root.insert("activity_name".into(), Value::from(name.as_str()));
+        }
+        root.insert(
+            "type_uid".into(),
+            Value::from(class.uid as u64 * 100 + kind.activity_id as u64),
+        );
+        let product = match cef_header {
+            Some(h) => product(Some(&h.vendor), Some(&h.product), Some(&h.device_version)),
+            None => product(
+                grammar.product_vendor.as_deref(),
+                grammar.product_name.as_deref(),
+                None,
+            ),
+        };
+        out.header = header;
+        for (key, value) in std::mem::take(&mut out.extra) {
+            unmapped.insert(key, value);
+        }
+        let status = if out.errors.is_empty() {
+            Status::Ok
+        } else {
+            Status::Partial
+        };
+        self.finish(message, out, root, product, unmapped, status, Some(grammar))
+    }
+
+    /// A Base Event for a message no grammar mapped (unrecognised, failed, no event kind).
+    fn base_event(
+        &self,
+        message: &Message,
+        mut out: Outcome<'_>,
+        status: Status,
+        grammar: Option<&Arc<Grammar>>,
+    ) -> Value {
+        let mut root = Map::new();
+        root.insert("class_uid".into(), Value::from(0));
+        root.insert("class_name".into(), Value::from("Base Event"));
+        root.insert("category_uid".into(), Value::from(0));
+        root.insert("category_name".into(), Value::from("Uncategorized"));
+        root.insert("activity_id".into(), Value::from(0));
+        root.insert("type_uid".into(), Value::from(0));
+        let name = out.header.app_name.unwrap_or("unknown");
+        let product = product(None, Some(name), None);
+        let unmapped = std::mem::take(&mut out.extra);
+        self.finish(message, out, root, product, unmapped, status, grammar)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn finish(
+        &self,
+        message: &Message,
+        out: Outcome<'_>,
+        mut root: Map<String, Value>,
+        product: Map<String, Value>,
+        unmapped: Map<String, Value>,
+        status: Status,
+        grammar: Option<&Arc<Grammar>>,
+    ) -> Value {
+        let severity_id = match root.get("severity_id").and_then(Value::as_i64) {
+            Some(id) => id,
+            None => {
+                root.insert("severity_id".into(), Value::from(0));
+                0
+            }
+        };
+        root.insert(
+            "severity".into(),
+            Value::from(ocsf::severity_caption(severity_id)),
+        );
+        let time = root
+            .get("time")
+            .and_then(Value::as_i64)
+            .or(out.header.timestamp_ms)
+            .unwrap_or(message.received_ms);
+        root.insert("time".into(), Value::from(time));
+        if let Some(dt) = time::ms_to_rfc3339(time) {
+            root.insert("time_dt".into(), Value::from(dt));
+        }
+        let metadata = root
+            .entry("metadata")
+            .or_insert_with(|| Value::Object(Map::new()));
+        if let Value::Object(metadata) = metadata {
+            metadata.insert("version".into(), Value::from(ocsf::OCSF_VERSION));
+            metadata.insert("product".into(), Value::Object(product));
+            metadata.insert("logged_time".into(), Value::from(message.received_ms));
+            if status != Status::Ok {
+                let truncated = out
+                    .errors
+                    .iter()
+                    .any(|e| e.code == codes::MESSAGE_TRUNCATED);
+                if truncated {
+                    metadata.insert("is_truncated".into(), Value::Bool(true));
+                }
+            }
+        }
+        if self.options.raw_data {
+            root.insert("raw_data".into(), Value::from(out.text));
+        }
+        if !unmapped.is_empty() {
+            root.insert("unmapped".into(), Value::Object(unmapped));
+        }
+        let mut sluice = Map::new();
+        sluice.insert("schema_version".into(), Value::from(SCHEMA_VERSION));
+        if let Some(g) = grammar {
+            sluice.insert("grammar".into(), Value::from(g.name.as_str()));
+        }
+        sluice.insert("format".into(), Value::from(out.format.as_str()));
+        let mut parse = Map::new();
+        parse.insert("status".into(), Value::from(status.as_str()));
+        parse.insert(
+            "errors".into(),
+            Value::Array(out.errors.iter().map(ParseError::to_json).collect()),
+        );
+        sluice.insert("parse".into(), Value::Object(parse));
+        if out.header.rfc != syslog::Rfc::None {
+            sluice.insert("syslog".into(), syslog_json(&out.header));
+        }
+        sluice.insert("received".into(), received_json(message));
+        root.insert("sluice".into(), Value::Object(sluice));
+        Value::Object(root)
+    }
+}
+
+fn single(key: &str, value: String) -> Value {
+    let mut obj = Map::new();
+    obj.insert(key.to_string(), Value::String(value));
+    Value::Object(obj)
+}
+
+fn product(vendor: Option<&str>, name: Option<&str>, version: Option<&str>) -> Map<String, Value> {
+    let mut obj = Map::new();
+    for (key, value) in [
+        ("vendor_name", vendor),
+        ("name", name),
+        ("version", version),
+    ] {
+        if let Some(v) = value.filter(|v| !v.is_empty()) {
+            obj.insert(key.into(), Value::from(v));
+        }
+    }
+    if !obj.contains_key("name") {
+        obj.insert("name".into(), Value::from("unknown"));
+    }
+    obj
+}
+
+/// CEF custom fields: `cs1Label=Foo cs1=bar` → `cef_custom.Foo = bar`. A value without its
+/// label, or a label without its value, stays as sent.
+fn fold_custom_labels(flat: &mut Vec<FlatField<'_>>) {
+    if !flat.iter().any(|f| f.key.ends_with("Label")) {
+        return;
+    }
+    for (value_key, label_key) in cef::CUSTOM_FIELD_LABELS {
+        let Some(vi) = flat.iter().position(|f| f.key == *value_key) else {
+            continue;
+        };
+        let Some(li) = flat.iter().position(|f| f.key == *label_key) else {
+            continue;
+        };
+        let label = flat[li].value.clone();
+        if label.trim().is_empty() {
+            continue;
+        }
+        let value = flat[vi].value.clone();
+        let (first, second) = if vi > li { (vi, li) } else { (li, vi) };
+        flat.remove(first);
+        flat.remove(second);
+        flat.push(FlatField {
+            ns: Namespace::CefCustom,
+            key: Cow::Owned(label.trim().to_string()),
+            value,
+        });
+    }
+}
+
+fn syslog_json(header: &SyslogHeader<'_>) -> Value {
+    let mut obj = Map::new();
+    obj.insert("rfc".into(), Value::from(header.rfc.as_str()));
+    if let Some(p) = header.priority {
+        obj.insert("priority".into(), Value::from(p));
+        obj.insert(
+            "facility".into(),
+            Value::from(syslog::facility_name(p >> 3)),
+        );
+        obj.insert("severity".into(), Value::from(syslog::severity_name(p & 7)));
+    }
+    for (key, value) in [
+        ("timestamp", header.timestamp_text),
+        ("hostname", header.hostname),
+        ("app_name", header.app_name),
+        ("procid", header.procid),
+        ("msgid", header.msgid),
+    ] {
+        if let Some(v) = value {
+            obj.insert(key.into(), Value::from(v));
+        }
+    }
+    if !header.structured_data.is_empty() {
+        let mut sd = Map::new();
+        for element in &header.structured_data {
+            let mut params = Map::new();
+            for (name, value) in &element.params {
+                params.insert(name.to_string(), Value::from(value.as_ref()));
+            }
+            sd.insert(element.id.to_string(), Value::Object(params));
+        }
+        obj.insert("structured_data".into(), Value::Object(sd));
+    }
+    Value::Object(obj)
+}
+
+fn received_json(message: &Message) -> Value {
+    let r = &message.received;
+    let mut obj = Map::new();
+    obj.insert("listener".into(), Value::from(r.listener.as_ref()));
+    obj.insert("transport".into(), Value::from(r.transport.as_str()));
+    if let Some(peer) = &r.peer {
+        obj.insert("peer".into(), Value::from(peer.as_ref()));
+    }
+    if let Some(subject) = &r.tls_client_subject {
+        let mut tls = Map::new();
+        tls.insert("client_subject".into(), Value::from(subject.as_ref()));
+        obj.insert("tls".into(), Value::Object(tls));
+    }
+    if let Some(key) = &r.object_key {
+        obj.insert("object_key".into(), Value::from(key.as_ref()));
+    }
+    if let Some(offset) = message.offset {
+        obj.insert("offset".into(), Value::from(offset));
+    }
+    if !r.tags.is_empty() {
+        let tags = r
+            .tags
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::from(v.as_str())))
+            .collect();
+        obj.insert("tags".into(), Value::Object(tags));
+    }
+    Value::Object(obj)
+}
