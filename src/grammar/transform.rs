@@ -93,8 +93,12 @@ impl Transform {
     }
 
     pub fn apply(&self, value: FieldRef<'_>, zone: &DefaultZone, now_ms: i64) -> Option<Value> {
-        if let (Transform::Identity, FieldRef::Json(v)) = (self, value) {
-            return (!v.is_null()).then(|| v.clone());
+        match (self, value) {
+            (Transform::Identity, FieldRef::Json(v)) => return (!v.is_null()).then(|| v.clone()),
+            (Transform::List(_), FieldRef::Json(Value::Array(items))) => {
+                return (!items.is_empty()).then(|| Value::Array(items.clone()))
+            }
+            _ => {}
         }
         let text = value.as_text()?;
         let text = text.as_ref();
@@ -132,9 +136,6 @@ impl Transform {
                 list.filter(|l| !l.is_empty()).map(Value::Array)
             }
             Transform::List(sep) => {
-                if let FieldRef::Json(Value::Array(items)) = value {
-                    return Some(Value::Array(items.clone()));
-                }
                 let list: Vec<Value> = text
                     .split(sep.as_str())
                     .map(str::trim)
