@@ -1,0 +1,159 @@
+//! Property tests: CEF written with proper escaping parses back to the same values, and no
+//! input (random bytes, huge lines, deep nesting) panics or overflows the stack.
+
+mod common;
+
+use proptest::prelude::*;
+use sluice::format::{self, cef, Format};
+
+fn header_field() -> impl Strategy<Value = String> {
+    // Printable text including `|` and `\`; no leading/trailing spaces (CEF header fields
+    // are trimmed, normalised-schema rule 2).
+    "[ -~]{0,20}".prop_map(|s| s.trim().to_string())
+}
+
+fn ext_value() -> impl Strategy<Value = String> {
+    // Any text with spaces, `=`, `\`, `|`, newlines and non-ASCII; no trailing whitespace
+    // (the last value of a message is trimmed at its end).
+    proptest::string::string_regex("[ -~\\n\\réü中]{0,30}")
+        .unwrap()
+        .prop_map(|s| s.trim_end().to_string())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    #[test]
+    fn cef_roundtrip(
+        header in proptest::collection::vec(header_field(), 6),
+        ext in proptest::collection::btree_map("[A-Za-z][A-Za-z0-9_]{0,10}", ext_value(), 0..8),
+    ) {
+        let mut line = String::from("CEF:0");
+        for field in &header {
+            line.push('|');
+            line.push_str(&cef::escape_header(field));
+        }
+        line.push('|');
+        let pairs: Vec<String> = ext.iter().map(|(k, v)| format!("{k}={}", cef::escape_value(v))).collect();
+        line.push_str(&pairs.join(" "));
+
+        let start = match format::detect(&line) {
+            Format::Cef { start } => start,
+            other => panic!("{other:?} for {line:?}"),
+        };
+        let message = cef::parse_header(&line, start).unwrap();
+        let got = [
+            &message.header.vendor, &message.header.product, &message.header.device_version,
+            &message.header.signature_id, &message.header.name, &message.header.severity,
+        ];
+        for (want, got) in header.iter().zip(got) {
+            prop_assert_eq!(want.as_str(), got.as_ref());
+        }
+        let parsed: Vec<(String, String)> = cef::parse_extension::<&str>(message.extension, &[])
+            .into_iter()
+            .map(|f| (f.key.to_string(), f.value.into_owned()))
+            .collect();
+        let want: Vec<(String, String)> = ext.into_iter().collect();
+        prop_assert_eq!(parsed, want);
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
+        let pipeline = common::pipeline();
+        let event = pipeline.parse(&common::message(&bytes, false));
+        prop_assert!(event["sluice"]["parse"]["status"].is_string());
+    }
+
+    #[test]
+    fn syslog_shaped_text_never_panics(text in "(<[0-9]{1,3}>)?(1 )?[A-Za-z0-9 :|=\\[\\]\"{},.\\\\-]{0,300}") {
+        let pipeline = common::pipeline();
+        let event = common::parse_line(&pipeline, &text);
+        common::assert_valid(&event);
+    }
+}
+
+#[test]
+fn huge_and_deep_inputs_do_not_overflow() {
+    let pipeline = common::pipeline();
+    let huge = format!("CEF:0|v|p|1|s|n|5|msg={}", "x ".repeat(4 * 1024 * 1024));
+    let event = common::parse_line(&pipeline, &huge);
+    assert_eq!(event["sluice"]["parse"]["status"], "ok");
+    for deep in ["[".repeat(200_000), "{\"a\":".repeat(200_000)] {
+        let event = common::parse_line(&pipeline, &deep);
+        assert_eq!(event["sluice"]["parse"]["status"], "failed");
+        assert_eq!(
+            event["sluice"]["parse"]["errors"][0]["code"],
+            "json_invalid"
+        );
+    }
+    let deep_embedded = format!(
+        "CEF:0|Symantec|ATPU|3.0.0|1|atp_incident|0|json={}",
+        "[".repeat(200_000)
+    );
+    let event = common::parse_line(&pipeline, &deep_embedded);
+    assert_eq!(
+        event["sluice"]["parse"]["errors"][0]["code"],
+        "embedded_json_invalid"
+    );
+}
+
+#[test]
+fn every_outcome_is_counted_with_a_reason() {
+    let pipeline = common::pipeline();
+    let cases: &[(&[u8], &str, &str)] = &[
+        (b"", "unrecognised", "empty_message"),
+        (b"hello world", "unrecognised", "unrecognised_format"),
+        (b"CEF:0|Vendor|Prod", "failed", "cef_header_truncated"),
+        (b"{\"a\":", "failed", "json_invalid"),
+        (b"CEF:0|v|p|1|s|n|5|a=\xff\xfe", "partial", "invalid_utf8"),
+    ];
+    for (input, status, code) in cases {
+        let event = pipeline.parse(&common::message(input, false));
+        assert_eq!(event["sluice"]["parse"]["status"], *status, "{input:?}");
+        assert_eq!(
+            event["sluice"]["parse"]["errors"][0]["code"], *code,
+            "{input:?}"
+        );
+        assert!(event["raw_data"].is_string());
+        common::assert_valid(&event);
+    }
+}
+
+#[test]
+fn kata_message_cut_at_32k_keeps_complete_fields() {
+    let pipeline = common::pipeline();
+    let head = "<134>1 2024-05-01T10:00:00Z kata-cn1 - - - - CEF:0|AO Kaspersky Lab| Kaspersky Anti Targeted Attack Platform |5.0.0-5201|file_web| File from web detected|High|eventId=1965096788380487496 rt=Apr 25 2025 04:59:16 src=10.0.0.5 dst=10.0.0.9 fName=payload.exe request=http://evil.test/";
+    let mut line = head.to_string();
+    line.push_str(&"a".repeat(32768 - head.len()));
+    assert_eq!(line.len(), 32768);
+    let event = common::parse_line(&pipeline, &line);
+    assert_eq!(event["sluice"]["parse"]["status"], "partial");
+    assert_eq!(
+        event["sluice"]["parse"]["errors"][0]["code"],
+        "message_truncated"
+    );
+    assert_eq!(event["finding_info"]["uid"], "1965096788380487496");
+    assert_eq!(event["time"], 1745557156000i64);
+    assert_eq!(event["evidences"][0]["file"]["name"], "payload.exe");
+    assert_eq!(event["severity_id"], 4);
+    // The cut field is kept, apart, not mapped.
+    assert!(event["unmapped"]["truncated_field"]["request"]
+        .as_str()
+        .unwrap()
+        .starts_with("http://evil.test/aaa"));
+    assert!(event["evidences"][0].get("url").is_none());
+    common::assert_valid(&event);
+}
+
+#[test]
+fn perception_point_cut_at_1024_keeps_complete_pairs() {
+    let pipeline = common::pipeline();
+    let head = "datetime:1612422455.63|Scan ID:000176_1_x|Event:Email Scanned|Verdict:MAL|Subject:";
+    let line = format!("{head}{}", "s".repeat(1024 - head.len()));
+    let event = common::parse_line(&pipeline, &line);
+    assert_eq!(event["sluice"]["parse"]["status"], "partial");
+    assert_eq!(event["severity_id"], 4);
+    assert!(event["email"].get("subject").is_none());
+    assert!(event["unmapped"]["truncated_field"]["Subject"].is_string());
+    common::assert_valid(&event);
+}
