@@ -64,11 +64,7 @@ pub fn detect(payload: &str) -> Format {
     match bytes.first() {
         None => return Format::Unknown,
         Some(b'{') | Some(b'[') => return Format::Json,
-        Some(b'"') => {
-            if looks_like_json_member(bytes) {
-                return Format::JsonMembers;
-            }
-        }
+        Some(b'"') if looks_like_json_member(bytes) => return Format::JsonMembers,
         _ => {}
     }
     if let Some(pos) = find_cef(bytes) {
