@@ -332,37 +332,9 @@ pub fn parse_cef_time(text: &str, zone: &DefaultZone, now_ms: i64) -> Option<i64
     if let Some(ms) = parse_iso(text, zone) {
         return Some(ms);
     }
-    let bytes = text.as_bytes();
-    let month = month_from_abbr(bytes)?;
-    let mut rest = bytes.get(3..)?;
-    if rest.first() != Some(&b' ') {
-        return None;
-    }
-    rest = &rest[1..];
-    let (day, used) = day_of_month(rest)?;
-    rest = rest.get(used..)?;
-    if rest.first() != Some(&b' ') {
-        return None;
-    }
-    rest = &rest[1..];
-    let year = match digits(rest, 4) {
-        Some(year) if rest.get(4) == Some(&b' ') => {
-            rest = &rest[5..];
-            Some(year as i32)
-        }
-        _ => None,
-    };
-    let (hour, minute, second, millis, used) = clock(rest)?;
-    rest = &rest[used..];
-    let mut civil = Civil {
-        year: year.unwrap_or(1970),
-        month,
-        day,
-        hour,
-        minute,
-        second,
-        millis,
-    };
+    // The same `Mmm dd [yyyy] hh:mm:ss[.SSS]` stamp as RFC 3164, then an optional zone.
+    let (mut civil, year_written, used) = parse_3164_prefix(text.as_bytes())?;
+    let rest = &text.as_bytes()[used..];
     let zone_text = std::str::from_utf8(rest).ok()?.trim();
     let explicit = if zone_text.is_empty() {
         None
@@ -370,9 +342,10 @@ pub fn parse_cef_time(text: &str, zone: &DefaultZone, now_ms: i64) -> Option<i64
         Some(DefaultZone::parse(zone_text).ok()?)
     };
     let zone = explicit.as_ref().unwrap_or(zone);
-    match year {
-        Some(_) => zone.civil_to_ms(&civil),
-        None => infer_year(&mut civil, zone, now_ms),
+    if year_written {
+        zone.civil_to_ms(&civil)
+    } else {
+        infer_year(&mut civil, zone, now_ms)
     }
 }
 
