@@ -15,21 +15,9 @@ use sluice::source::{Message, ReceiveInfo, Transport};
 use sluice::{ParseOptions, Pipeline};
 
 fn message(text: &str) -> Message {
-    Message {
-        bytes: text.as_bytes().to_vec(),
-        received: ReceiveInfo {
-            listener: Arc::from("bench"),
-            transport: Transport::Tcp,
-            peer: Some(Arc::from("127.0.0.1:40000")),
-            tls_client_subject: None,
-            object_key: None,
-            tags: Arc::new(BTreeMap::new()),
-        },
-        received_ms: 1_700_000_000_000,
-        truncated: false,
-        offset: None,
-        json_record: false,
-    }
+    let mut received = ReceiveInfo::new("bench", Transport::Tcp);
+    received.peer = Some(Arc::from("127.0.0.1:40000"));
+    Message::new(text.as_bytes().to_vec(), received, 1_700_000_000_000)
 }
 
 fn pipeline_per_vendor(c: &mut Criterion) {

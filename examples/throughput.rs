@@ -17,24 +17,10 @@ fn main() {
         .and_then(|a| a.parse().ok())
         .unwrap_or(200_000);
     let pipeline = Pipeline::new(GrammarSet::embedded().unwrap(), ParseOptions::default()).unwrap();
-    let received = ReceiveInfo {
-        listener: Arc::from("bench"),
-        transport: Transport::Tcp,
-        peer: None,
-        tls_client_subject: None,
-        object_key: None,
-        tags: Arc::new(BTreeMap::new()),
-    };
+    let received = ReceiveInfo::new("bench", Transport::Tcp);
     let messages: Vec<Message> = corpus::mixed(count, 42)
         .into_iter()
-        .map(|line| Message {
-            bytes: line.into_bytes(),
-            received: received.clone(),
-            received_ms: 1_700_000_000_000,
-            truncated: false,
-            offset: None,
-            json_record: false,
-        })
+        .map(|line| Message::new(line.into_bytes(), received.clone(), 1_700_000_000_000))
         .collect();
     let bytes: usize = messages.iter().map(|m| m.bytes.len()).sum();
     let mut out = Vec::with_capacity(1 << 20);

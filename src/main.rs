@@ -1,12 +1,14 @@
 //! The `sluice` command: wires configuration to the library; no behaviour lives here.
 
-use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use std::net::SocketAddr;
+
 use clap::{Parser, Subcommand};
+use sluice::config::{Config, Listener, Seconds, Tls as TlsSettings, TransportKind};
 
 use sluice::grammar::{self, GrammarSet};
 use sluice::sink::NdjsonWriter;
@@ -27,6 +29,14 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Receive syslog over TCP, UDP and TLS and write normalised events. With no listener
+    /// given, listens on TCP and UDP 127.0.0.1:5514 and writes NDJSON to stdout.
+    Run(RunArgs),
+    /// Check a configuration file (and the grammars it names) and exit.
+    CheckConfig {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
     /// Parse files (or standard input) and write one NDJSON event per input event.
     Parse {
         /// Files to read; none or `-` reads standard input.
@@ -65,6 +75,128 @@ enum GrammarsCommand {
     },
 }
 
+#[derive(clap::Args)]
+struct RunArgs {
+    /// TOML configuration file (see docs/configuration.md).
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// Add a TCP listener (repeatable), e.g. 0.0.0.0:514 or [::]:514.
+    #[arg(long = "tcp", value_name = "ADDR")]
+    tcp: Vec<SocketAddr>,
+    /// Add a UDP listener (repeatable).
+    #[arg(long = "udp", value_name = "ADDR")]
+    udp: Vec<SocketAddr>,
+    /// Add a TLS listener (repeatable); needs --tls-cert and --tls-key.
+    #[arg(long = "tls", value_name = "ADDR", requires_all = ["tls_cert", "tls_key"])]
+    tls: Vec<SocketAddr>,
+    /// PEM certificate chain for --tls listeners.
+    #[arg(long, value_name = "PEM")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls listeners.
+    #[arg(long, value_name = "PEM")]
+    tls_key: Option<PathBuf>,
+    /// PEM CA bundle: --tls listeners require client certificates it signed.
+    #[arg(long, value_name = "PEM")]
+    tls_client_ca: Option<PathBuf>,
+    /// Pin this grammar on the listeners given by flags.
+    #[arg(long)]
+    grammar: Option<String>,
+    /// Add or override grammars from this directory.
+    #[arg(long)]
+    grammar_dir: Option<PathBuf>,
+    /// Write NDJSON to this file instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    output: Option<PathBuf>,
+    /// Address for /metrics, /healthz, /readyz ("" disables).
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<String>,
+    /// Parse worker threads (0: one per core).
+    #[arg(long)]
+    workers: Option<usize>,
+    /// Log format on stderr.
+    #[arg(long, value_enum, default_value = "text")]
+    log_format: LogFormat,
+    /// Log level (RUST_LOG overrides).
+    #[arg(long, default_value = "info")]
+    log_level: String,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+fn config_errors(errors: Vec<sluice::config::ConfigError>) -> anyhow::Error {
+    anyhow::anyhow!(
+        "invalid configuration:\n{}",
+        errors
+            .iter()
+            .map(|e| format!("  {e}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    )
+}
+
+/// The configuration of `sluice run`: the file (or the embedded default) with the flags
+/// applied, checked against the grammars.
+fn run_config(args: &RunArgs) -> anyhow::Result<(Config, GrammarSet)> {
+    let mut config = match &args.config {
+        Some(path) => Config::from_file(path).map_err(config_errors)?,
+        None => Config::from_toml("(flags)", "").map_err(config_errors)?,
+    };
+    let flagged: Vec<(TransportKind, SocketAddr)> = args
+        .tcp
+        .iter()
+        .map(|a| (TransportKind::Tcp, *a))
+        .chain(args.udp.iter().map(|a| (TransportKind::Udp, *a)))
+        .chain(args.tls.iter().map(|a| (TransportKind::Tls, *a)))
+        .collect();
+    for (transport, address) in flagged {
+        let n = config
+            .listeners
+            .iter()
+            .filter(|l| l.transport == transport)
+            .count();
+        let name = match n {
+            0 => transport.as_str().to_string(),
+            n => format!("{}-{}", transport.as_str(), n + 1),
+        };
+        let mut listener = Listener::new(&name, transport, address);
+        listener.grammar = args.grammar.clone();
+        if transport == TransportKind::Tls {
+            listener.tls = Some(TlsSettings {
+                cert: args.tls_cert.clone().expect("clap requires it"),
+                key: args.tls_key.clone().expect("clap requires it"),
+                client_ca: args.tls_client_ca.clone(),
+                handshake_timeout: Seconds(std::time::Duration::from_secs(10)),
+                reload_interval: Seconds(std::time::Duration::from_secs(30)),
+            });
+        }
+        config.listeners.push(listener);
+    }
+    if config.listeners.is_empty() {
+        config.listeners = Config::embedded_default().listeners;
+    }
+    if let Some(dir) = &args.grammar_dir {
+        config.general.grammar_dir = Some(dir.clone());
+    }
+    if let Some(path) = &args.output {
+        config.sink = sluice::config::Sink::File { path: path.clone() };
+    }
+    if let Some(address) = &args.metrics {
+        config.metrics.address = address.clone();
+    }
+    if let Some(workers) = args.workers {
+        config.general.workers = workers;
+    }
+    // Flags may have added listeners (a second one on the same port, say): check again.
+    config.recheck().map_err(config_errors)?;
+    let grammars = load_grammars(config.general.grammar_dir.as_ref())?;
+    config.validate_grammars(&grammars).map_err(config_errors)?;
+    Ok((config, grammars))
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
@@ -94,6 +226,48 @@ fn load_grammars(dir: Option<&PathBuf>) -> anyhow::Result<GrammarSet> {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Run(args) => {
+            sluice::telemetry::init_logging(
+                matches!(args.log_format, LogFormat::Json),
+                &args.log_level,
+            );
+            let (config, grammars) = run_config(&args)?;
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .thread_name("sluice-io")
+                .build()?;
+            let report = runtime.block_on(sluice::run::run(
+                config,
+                grammars,
+                sluice::run::termination_signal(),
+            ))?;
+            // Connections still open past the deadline are dropped with the runtime.
+            runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+            Ok(if report.drained {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(3)
+            })
+        }
+        Command::CheckConfig { config } => {
+            let config = Config::from_file(&config).map_err(config_errors)?;
+            let grammars = load_grammars(config.general.grammar_dir.as_ref())?;
+            config.validate_grammars(&grammars).map_err(config_errors)?;
+            for l in &config.listeners {
+                println!(
+                    "ok  listener {:?}: {} {}{}",
+                    l.name,
+                    l.transport.as_str(),
+                    l.address.0,
+                    l.grammar
+                        .as_ref()
+                        .map(|g| format!(" (grammar {g})"))
+                        .unwrap_or_default()
+                );
+            }
+            println!("ok  {} grammars loaded", grammars.iter().count());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Parse {
             files,
             grammar,
@@ -176,24 +350,13 @@ fn parse_file<W: Write>(
     data: &[u8],
     writer: &mut NdjsonWriter<W>,
 ) -> anyhow::Result<()> {
-    let received = ReceiveInfo {
-        listener: Arc::from("parse"),
-        transport: Transport::File,
-        peer: None,
-        tls_client_subject: None,
-        object_key: Some(Arc::from(name)),
-        tags: Arc::new(BTreeMap::new()),
-    };
+    let mut received = ReceiveInfo::new("parse", Transport::File);
+    received.object_key = Some(Arc::from(name));
     let received_ms = source::now_ms();
     for record in file::records(data) {
-        let message = Message {
-            bytes: record.bytes.to_vec(),
-            received: received.clone(),
-            received_ms,
-            truncated: false,
-            offset: Some(record.offset),
-            json_record: record.json,
-        };
+        let mut message = Message::new(record.bytes.to_vec(), received.clone(), received_ms);
+        message.offset = Some(record.offset);
+        message.json_record = record.json;
         writer.write(&pipeline.parse(&message))?;
     }
     Ok(())

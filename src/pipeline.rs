@@ -300,7 +300,7 @@ impl Pipeline {
             flat: Vec::new(),
             json: None,
         };
-        let grammar = match self.choose(out.format, &probe) {
+        let grammar = match self.choose(message, out.format, &probe) {
             Ok(g) => g.clone(),
             Err(e) => {
                 out.errors.push(e);
@@ -386,8 +386,26 @@ impl Pipeline {
         false
     }
 
-    fn choose(&self, format: Format, record: &Record<'_, '_>) -> Result<&Arc<Grammar>, ParseError> {
-        match &self.forced {
+    /// The grammar for this message: forced by the options, pinned by the listener, or
+    /// detected.
+    fn choose(
+        &self,
+        message: &Message,
+        format: Format,
+        record: &Record<'_, '_>,
+    ) -> Result<&Arc<Grammar>, ParseError> {
+        let pinned = match (&self.forced, &message.received.grammar) {
+            (Some(g), _) => Some(g),
+            (None, Some(name)) => Some(self.grammars.get(name).ok_or_else(|| {
+                ParseError::new(
+                    codes::NO_GRAMMAR,
+                    format!("the listener's grammar {name:?} is not loaded"),
+                    None,
+                )
+            })?),
+            (None, None) => None,
+        };
+        match pinned {
             Some(g) if g.accepts(format) => Ok(g),
             Some(g) => Err(ParseError::new(
                 codes::GRAMMAR_FORMAT_MISMATCH,
@@ -427,7 +445,7 @@ impl Pipeline {
             flat,
             json,
         };
-        let chosen = self.choose(out.format, &probe).cloned();
+        let chosen = self.choose(message, out.format, &probe).cloned();
         let Record { mut flat, json, .. } = probe;
         let grammar = match chosen {
             Ok(g) => g,

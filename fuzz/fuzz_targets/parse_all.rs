@@ -1,6 +1,5 @@
 #![no_main]
-use std::collections::BTreeMap;
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 use sluice::grammar::GrammarSet;
@@ -13,21 +12,12 @@ fn pipeline() -> &'static Pipeline {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let message = Message {
-        bytes: data.to_vec(),
-        received: ReceiveInfo {
-            listener: Arc::from("fuzz"),
-            transport: Transport::Tcp,
-            peer: None,
-            tls_client_subject: None,
-            object_key: None,
-            tags: Arc::new(BTreeMap::new()),
-        },
-        received_ms: 1_700_000_000_000,
-        truncated: false,
-        offset: None,
-        json_record: data.first() == Some(&b'{'),
-    };
+    let mut message = Message::new(
+        data.to_vec(),
+        ReceiveInfo::new("fuzz", Transport::Tcp),
+        1_700_000_000_000,
+    );
+    message.json_record = data.first() == Some(&b'{');
     let event = pipeline().parse(&message);
     assert!(event["sluice"]["parse"]["status"].is_string());
     assert!(serde_json::to_vec(&event).is_ok());

@@ -1,7 +1,14 @@
-//! Where messages come from. Network listeners arrive with `sluice run`; this module holds
-//! the message type every source produces and the file reader used by `sluice parse`.
+//! Where messages come from: the message type every source produces, stream framing, the
+//! network listeners of `sluice run` (TCP, TLS, UDP) with their limits, and the file reader
+//! of `sluice parse`.
 
 pub mod file;
+pub mod framing;
+pub mod limits;
+pub mod metrics;
+pub mod tcp;
+pub mod tls;
+pub mod udp;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -37,6 +44,22 @@ pub struct ReceiveInfo {
     /// File path or S3 object key.
     pub object_key: Option<Arc<str>>,
     pub tags: Arc<BTreeMap<String, String>>,
+    /// Grammar pinned by the listener (checked against the loaded grammars at start-up).
+    pub grammar: Option<Arc<str>>,
+}
+
+impl ReceiveInfo {
+    pub fn new(listener: &str, transport: Transport) -> ReceiveInfo {
+        ReceiveInfo {
+            listener: Arc::from(listener),
+            transport,
+            peer: None,
+            tls_client_subject: None,
+            object_key: None,
+            tags: Arc::new(BTreeMap::new()),
+            grammar: None,
+        }
+    }
 }
 
 /// One message after framing.
@@ -52,6 +75,19 @@ pub struct Message {
     pub offset: Option<u64>,
     /// Set when the source already knows the format (a record from a JSON file).
     pub json_record: bool,
+}
+
+impl Message {
+    pub fn new(bytes: Vec<u8>, received: ReceiveInfo, received_ms: i64) -> Message {
+        Message {
+            bytes,
+            received,
+            received_ms,
+            truncated: false,
+            offset: None,
+            json_record: false,
+        }
+    }
 }
 
 pub fn now_ms() -> i64 {

@@ -19,21 +19,13 @@ pub fn pipeline() -> Pipeline {
 }
 
 pub fn message(bytes: &[u8], json_record: bool) -> Message {
-    Message {
-        bytes: bytes.to_vec(),
-        received: ReceiveInfo {
-            listener: Arc::from("test"),
-            transport: Transport::File,
-            peer: None,
-            tls_client_subject: None,
-            object_key: None,
-            tags: Arc::new(BTreeMap::new()),
-        },
-        received_ms: RECEIVED_MS,
-        truncated: false,
-        offset: None,
-        json_record,
-    }
+    let mut message = Message::new(
+        bytes.to_vec(),
+        ReceiveInfo::new("test", Transport::File),
+        RECEIVED_MS,
+    );
+    message.json_record = json_record;
+    message
 }
 
 pub fn parse_line(pipeline: &Pipeline, line: &str) -> Value {

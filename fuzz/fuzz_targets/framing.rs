@@ -1,0 +1,24 @@
+#![no_main]
+//! Any byte stream, pushed in chunks of any size: framing never panics and never yields a
+//! frame longer than the limit; what is left at the end comes out flagged truncated.
+use libfuzzer_sys::fuzz_target;
+use sluice::source::framing::Framer;
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&split_seed, stream)) = data.split_first() else {
+        return;
+    };
+    let max = 16 + (split_seed as usize % 64);
+    let chunk = 1 + (split_seed as usize % 7);
+    let mut framer = Framer::new(max);
+    for piece in stream.chunks(chunk) {
+        framer.push(piece);
+        while let Some(frame) = framer.next_frame() {
+            assert!(frame.bytes.len() <= max);
+        }
+    }
+    if let Some(frame) = framer.finish() {
+        assert!(frame.truncated);
+        assert!(frame.bytes.len() <= max);
+    }
+});

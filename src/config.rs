@@ -1,0 +1,708 @@
+//! The configuration of `sluice run`: one typed tree read from TOML, validated in one place.
+//! Every key is documented in docs/configuration.md; `deploy/sluice.toml` is an example.
+//!
+//! Errors name the file, the line and the key: `sluice.toml:12: listener[1].allow[0]:
+//! invalid CIDR "10.0.0.0/33"`. Unknown keys are errors too, so a typo never silently
+//! falls back to a default.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use serde::{Deserialize, Deserializer};
+
+use crate::grammar::GrammarSet;
+use crate::time::DefaultZone;
+
+/// Default bind address of the embedded default listeners (loopback: safe on any machine).
+pub const DEFAULT_ADDRESS: &str = "127.0.0.1:5514";
+pub const DEFAULT_METRICS_ADDRESS: &str = "127.0.0.1:9514";
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 64 * 1024;
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub general: General,
+    #[serde(default)]
+    pub limits: Limits,
+    #[serde(default, rename = "listener")]
+    pub listeners: Vec<Listener>,
+    #[serde(default)]
+    pub sink: Sink,
+    #[serde(default)]
+    pub metrics: Metrics,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct General {
+    /// Zone for timestamps that carry none.
+    pub timezone: Zone,
+    /// Directory of grammar files that add to or override the embedded ones.
+    pub grammar_dir: Option<PathBuf>,
+    /// Keep `raw_data` in events.
+    pub raw_data: bool,
+    /// Parse worker threads; 0 means one per core.
+    pub workers: usize,
+    /// Messages waiting between the listeners and the parse workers, in all.
+    pub queue_capacity: usize,
+    /// Time allowed after SIGTERM/SIGINT to finish frames already read and flush the sink.
+    pub shutdown_timeout: Seconds,
+}
+
+impl Default for General {
+    fn default() -> Self {
+        General {
+            timezone: Zone(DefaultZone::Utc),
+            grammar_dir: None,
+            raw_data: true,
+            workers: 0,
+            queue_capacity: 65_536,
+            shutdown_timeout: Seconds(Duration::from_secs(30)),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Open TCP/TLS connections across all listeners.
+    pub max_connections: usize,
+    /// Open TCP/TLS connections from one source address, across all listeners.
+    pub max_connections_per_ip: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 10_000,
+            max_connections_per_ip: 1_000,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TransportKind {
+    Tcp,
+    Udp,
+    Tls,
+}
+
+impl TransportKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TransportKind::Tcp => "tcp",
+            TransportKind::Udp => "udp",
+            TransportKind::Tls => "tls",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Listener {
+    pub name: String,
+    pub transport: TransportKind,
+    pub address: Address,
+    /// Parse every message of this listener with this grammar instead of detecting one.
+    pub grammar: Option<String>,
+    /// Copied into `sluice.received.tags` of every event.
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    /// Source networks allowed to send; empty allows any.
+    #[serde(default)]
+    pub allow: Vec<Cidr>,
+    #[serde(default = "default_max_message_bytes")]
+    pub max_message_bytes: usize,
+    /// TCP/TLS: close a connection that sent nothing for this long.
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout: Seconds,
+    /// TCP/TLS: a frame must be complete this long after its first byte arrived; a slower
+    /// sender's partial frame is emitted as truncated and the connection closed.
+    #[serde(default = "default_frame_timeout")]
+    pub frame_timeout: Seconds,
+    /// UDP: SO_RCVBUF in bytes (the kernel may cap it at net.core.rmem_max).
+    pub receive_buffer_bytes: Option<usize>,
+    /// UDP: sockets bound with SO_REUSEPORT, each with its own receiving task; 0 means one
+    /// per parse worker.
+    pub sockets: Option<usize>,
+    pub tls: Option<Tls>,
+}
+
+fn default_max_message_bytes() -> usize {
+    DEFAULT_MAX_MESSAGE_BYTES
+}
+
+fn default_idle_timeout() -> Seconds {
+    Seconds(Duration::from_secs(600))
+}
+
+fn default_frame_timeout() -> Seconds {
+    Seconds(Duration::from_secs(60))
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tls {
+    /// PEM certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+    /// PEM CA bundle: when set, clients must present a certificate it signed (mTLS).
+    pub client_ca: Option<PathBuf>,
+    #[serde(default = "default_handshake_timeout")]
+    pub handshake_timeout: Seconds,
+    /// How often the certificate files are checked for changes (SIGHUP reloads at once).
+    #[serde(default = "default_reload_interval")]
+    pub reload_interval: Seconds,
+}
+
+fn default_handshake_timeout() -> Seconds {
+    Seconds(Duration::from_secs(10))
+}
+
+fn default_reload_interval() -> Seconds {
+    Seconds(Duration::from_secs(30))
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, tag = "type", rename_all = "lowercase")]
+pub enum Sink {
+    /// NDJSON on standard output.
+    #[default]
+    Stdout,
+    /// NDJSON appended to a file.
+    File { path: PathBuf },
+    /// Discard events after parsing (benchmarks).
+    Null,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Metrics {
+    /// Address of `/metrics`, `/healthz` and `/readyz`; empty disables them.
+    pub address: String,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            address: DEFAULT_METRICS_ADDRESS.to_string(),
+        }
+    }
+}
+
+/// `host:port`, IPv4 or IPv6 (`[::1]:5514`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Address(pub SocketAddr);
+
+impl<'de> Deserialize<'de> for Address {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map(Address).map_err(|_| {
+            serde::de::Error::custom(format!(
+                "invalid address {text:?}: expected IP:PORT such as 0.0.0.0:514 or [::]:514"
+            ))
+        })
+    }
+}
+
+/// A network in CIDR notation; a bare address means that one host.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cidr(pub IpNet);
+
+impl FromStr for Cidr {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        if let Ok(net) = text.parse::<IpNet>() {
+            return Ok(Cidr(net.trunc()));
+        }
+        if let Ok(ip) = text.parse::<std::net::IpAddr>() {
+            return Ok(Cidr(IpNet::from(ip)));
+        }
+        Err(format!(
+            "invalid CIDR {text:?}: expected a network such as 10.0.0.0/8 or 2001:db8::/32"
+        ))
+    }
+}
+
+impl<'de> Deserialize<'de> for Cidr {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Zone(pub DefaultZone);
+
+impl<'de> Deserialize<'de> for Zone {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        DefaultZone::parse(&text)
+            .map(Zone)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// A duration: `30s`, `500ms`, `10m`, `1h`, or a number of seconds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Seconds(pub Duration);
+
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number
+        .parse()
+        .map_err(|_| format!("invalid duration {text:?}: expected e.g. 30s, 500ms, 10m"))?;
+    let scale = match unit.trim() {
+        "" | "s" => 1.0,
+        "ms" => 0.001,
+        "m" => 60.0,
+        "h" => 3600.0,
+        other => {
+            return Err(format!(
+                "invalid duration unit {other:?} in {text:?}: use ms, s, m or h"
+            ))
+        }
+    };
+    Ok(Duration::from_secs_f64(number * scale))
+}
+
+impl<'de> Deserialize<'de> for Seconds {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Number(u64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Number(n) => Ok(Seconds(Duration::from_secs(n))),
+            Raw::Text(t) => parse_duration(&t)
+                .map(Seconds)
+                .map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+/// A configuration error: where and what.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: String,
+    pub line: Option<usize>,
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file)?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+        }
+        if !self.key.is_empty() {
+            write!(f, ": {}", self.key)?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// The embedded default: TCP and UDP on 127.0.0.1:5514, NDJSON to stdout.
+    pub fn embedded_default() -> Config {
+        let mut config: Config = toml::from_str("").expect("empty config is valid");
+        config.listeners = vec![
+            Listener::new("tcp", TransportKind::Tcp, DEFAULT_ADDRESS.parse().unwrap()),
+            Listener::new("udp", TransportKind::Udp, DEFAULT_ADDRESS.parse().unwrap()),
+        ];
+        config
+    }
+
+    pub fn from_file(path: &Path) -> Result<Config, Vec<ConfigError>> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            vec![ConfigError {
+                file: path.display().to_string(),
+                line: None,
+                key: String::new(),
+                message: format!("cannot read: {e}"),
+            }]
+        })?;
+        Config::from_toml(&path.display().to_string(), &text)
+    }
+
+    /// Parses and checks the keys, types and values; cross-checks that need the grammars
+    /// are in [`Config::validate`].
+    pub fn from_toml(file: &str, text: &str) -> Result<Config, Vec<ConfigError>> {
+        let deserializer = toml::Deserializer::new(text);
+        let config: Config = serde_path_to_error::deserialize(deserializer).map_err(|e| {
+            let key = e.path().to_string();
+            let inner = e.into_inner();
+            vec![ConfigError {
+                file: file.to_string(),
+                line: inner.span().map(|s| line_of(text, s.start)),
+                key: if key == "." { String::new() } else { key },
+                message: inner.message().to_string(),
+            }]
+        })?;
+        let mut errors = Vec::new();
+        config.check(&mut |key, message| {
+            errors.push(ConfigError {
+                file: file.to_string(),
+                line: find_line(text, &key),
+                key,
+                message,
+            })
+        });
+        if errors.is_empty() {
+            Ok(config)
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// The cross-checks again, after flags changed the configuration.
+    pub fn recheck(&self) -> Result<(), Vec<ConfigError>> {
+        let mut errors = Vec::new();
+        self.check(&mut |key, message| {
+            errors.push(ConfigError {
+                file: "(configuration and flags)".into(),
+                line: None,
+                key,
+                message,
+            })
+        });
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// Checks that need more than one key.
+    fn check(&self, report: &mut dyn FnMut(String, String)) {
+        let mut names = BTreeMap::new();
+        let mut binds: BTreeMap<(SocketAddr, bool), &str> = BTreeMap::new();
+        for (i, l) in self.listeners.iter().enumerate() {
+            let key = |k: &str| format!("listener[{i}].{k}");
+            if l.name.trim().is_empty() {
+                report(key("name"), "must not be empty".into());
+            }
+            if let Some(first) = names.insert(l.name.as_str(), i) {
+                report(
+                    key("name"),
+                    format!("{:?} is also the name of listener[{first}]", l.name),
+                );
+            }
+            let udp = l.transport == TransportKind::Udp;
+            if let Some(other) = binds.insert((l.address.0, udp), &l.name) {
+                report(
+                    key("address"),
+                    format!("{} is also bound by listener {other:?}", l.address.0),
+                );
+            }
+            if l.max_message_bytes < 480 || l.max_message_bytes > 16 * 1024 * 1024 {
+                report(
+                    key("max_message_bytes"),
+                    format!(
+                        "{} is out of range: RFC 5426 requires at least 480, and sluice takes at most 16 MiB",
+                        l.max_message_bytes
+                    ),
+                );
+            }
+            match (l.transport, &l.tls) {
+                (TransportKind::Tls, None) => report(
+                    key("tls"),
+                    "a tls listener needs [listener.tls] with cert and key".into(),
+                ),
+                (TransportKind::Tcp | TransportKind::Udp, Some(_)) => report(
+                    key("tls"),
+                    format!(
+                        "only a tls listener takes [listener.tls]; this one is {}",
+                        l.transport.as_str()
+                    ),
+                ),
+                _ => {}
+            }
+            if !udp {
+                for (k, set) in [
+                    ("receive_buffer_bytes", l.receive_buffer_bytes.is_some()),
+                    ("sockets", l.sockets.is_some()),
+                ] {
+                    if set {
+                        report(
+                            key(k),
+                            format!(
+                                "only a udp listener takes {k}; this one is {}",
+                                l.transport.as_str()
+                            ),
+                        );
+                    }
+                }
+            }
+            for (k, d) in [
+                ("idle_timeout", l.idle_timeout),
+                ("frame_timeout", l.frame_timeout),
+            ] {
+                if d.0.is_zero() {
+                    report(key(k), "must be longer than zero".into());
+                }
+            }
+        }
+        if self.general.queue_capacity == 0 {
+            report("general.queue_capacity".into(), "must be at least 1".into());
+        }
+        if self.limits.max_connections == 0 || self.limits.max_connections_per_ip == 0 {
+            report(
+                "limits".into(),
+                "max_connections and max_connections_per_ip must be at least 1".into(),
+            );
+        }
+        if !self.metrics.address.is_empty() && self.metrics.address.parse::<SocketAddr>().is_err() {
+            report(
+                "metrics.address".into(),
+                format!(
+                    "invalid address {:?}: expected IP:PORT, or \"\" to disable",
+                    self.metrics.address
+                ),
+            );
+        }
+    }
+
+    /// Cross-checks against the loaded grammars.
+    pub fn validate_grammars(&self, grammars: &GrammarSet) -> Result<(), Vec<ConfigError>> {
+        let errors: Vec<ConfigError> = self
+            .listeners
+            .iter()
+            .enumerate()
+            .filter_map(|(i, l)| {
+                let name = l.grammar.as_ref()?;
+                if grammars.get(name).is_some() {
+                    return None;
+                }
+                Some(ConfigError {
+                    file: String::new(),
+                    line: None,
+                    key: format!("listener[{i}].grammar"),
+                    message: format!(
+                        "no grammar named {name:?}; loaded: {}",
+                        grammars
+                            .iter()
+                            .map(|g| g.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                })
+            })
+            .collect();
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
+    }
+
+    pub fn workers(&self) -> usize {
+        match self.general.workers {
+            0 => std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
+            n => n,
+        }
+    }
+}
+
+impl Listener {
+    pub fn new(name: &str, transport: TransportKind, address: SocketAddr) -> Listener {
+        Listener {
+            name: name.to_string(),
+            transport,
+            address: Address(address),
+            grammar: None,
+            tags: BTreeMap::new(),
+            allow: Vec::new(),
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            idle_timeout: default_idle_timeout(),
+            frame_timeout: default_frame_timeout(),
+            receive_buffer_bytes: None,
+            sockets: None,
+            tls: None,
+        }
+    }
+
+    pub fn allows(&self, ip: std::net::IpAddr) -> bool {
+        allowed(&self.allow, ip)
+    }
+}
+
+/// Whether `ip` is in the allowlist (an empty list allows any). An IPv4 sender reaching a
+/// dual-stack `[::]` socket appears as `::ffff:a.b.c.d` and is matched as IPv4.
+pub fn allowed(allow: &[Cidr], ip: std::net::IpAddr) -> bool {
+    let ip = match ip {
+        std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map(std::net::IpAddr::V4).unwrap_or(ip),
+        v4 => v4,
+    };
+    allow.is_empty() || allow.iter().any(|c| c.0.contains(&ip))
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+/// The line of the `n`-th `[[listener]]` table's `key` (or of the table itself), for errors
+/// found after parsing. Config files are small, so a scan is fine.
+fn find_line(text: &str, key: &str) -> Option<usize> {
+    let (section, field) = match key.split_once('.') {
+        Some((s, f)) => (s, f),
+        None => (key, ""),
+    };
+    let field = field.split(['.', '[']).next().unwrap_or("");
+    let mut table_start = None;
+    if let Some(index) = section
+        .strip_prefix("listener[")
+        .and_then(|r| r.strip_suffix(']'))
+        .and_then(|n| n.parse::<usize>().ok())
+    {
+        let mut seen = 0;
+        for (n, line) in text.lines().enumerate() {
+            if line.trim() == "[[listener]]" {
+                if seen == index {
+                    table_start = Some(n);
+                    break;
+                }
+                seen += 1;
+            }
+        }
+    } else {
+        for (n, line) in text.lines().enumerate() {
+            if line.trim() == format!("[{section}]") {
+                table_start = Some(n);
+                break;
+            }
+        }
+    }
+    let start = table_start?;
+    for (n, line) in text.lines().enumerate().skip(start + 1) {
+        let t = line.trim_start();
+        if t.starts_with("[[") || (t.starts_with('[') && !t.starts_with(&format!("[{section}"))) {
+            break;
+        }
+        if !field.is_empty()
+            && t.strip_prefix(field)
+                .is_some_and(|r| r.trim_start().starts_with('='))
+        {
+            return Some(n + 1);
+        }
+    }
+    Some(start + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn errors(text: &str) -> Vec<String> {
+        Config::from_toml("t.toml", text)
+            .err()
+            .unwrap_or_default()
+            .iter()
+            .map(|e| e.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn full_example_parses() {
+        let text = include_str!("../deploy/sluice.toml");
+        let config = Config::from_toml("deploy/sluice.toml", text).unwrap();
+        assert!(config.listeners.len() >= 3);
+        config
+            .validate_grammars(&GrammarSet::embedded().unwrap())
+            .unwrap();
+    }
+
+    #[test]
+    fn wrong_value_names_file_line_and_key() {
+        let text = "[general]\nworkers = 2\n\n[[listener]]\nname = \"a\"\ntransport = \"tcp\"\naddress = \"0.0.0.0:514\"\nallow = [\"10.0.0.0/33\"]\n";
+        assert_eq!(
+            errors(text),
+            vec!["t.toml:8: listener[0].allow[0]: invalid CIDR \"10.0.0.0/33\": expected a network such as 10.0.0.0/8 or 2001:db8::/32"]
+        );
+    }
+
+    #[test]
+    fn unknown_key_is_an_error() {
+        let e =
+            errors("[[listener]]\nname = \"a\"\ntransport = \"tcp\"\nadress = \"0.0.0.0:514\"\n");
+        assert_eq!(e.len(), 1);
+        assert!(
+            e[0].starts_with("t.toml:4: listener[0].adress: unknown field `adress`"),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn bad_transport_and_duration() {
+        let e =
+            errors("[[listener]]\nname = \"a\"\ntransport = \"sctp\"\naddress = \"0.0.0.0:514\"\n");
+        assert!(
+            e[0].starts_with("t.toml:3: listener[0].transport: unknown variant `sctp`"),
+            "{e:?}"
+        );
+        let e = errors("[general]\nshutdown_timeout = \"5 fortnights\"\n");
+        assert!(
+            e[0].starts_with("t.toml:2: general.shutdown_timeout: invalid duration unit"),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn cross_checks_point_at_the_key() {
+        let text = "[[listener]]\nname = \"a\"\ntransport = \"tls\"\naddress = \"0.0.0.0:6514\"\n\n[[listener]]\nname = \"a\"\ntransport = \"udp\"\naddress = \"[::]:514\"\nmax_message_bytes = 100\n";
+        assert_eq!(
+            errors(text),
+            vec![
+                "t.toml:1: listener[0].tls: a tls listener needs [listener.tls] with cert and key",
+                "t.toml:7: listener[1].name: \"a\" is also the name of listener[0]",
+                "t.toml:10: listener[1].max_message_bytes: 100 is out of range: RFC 5426 requires at least 480, and sluice takes at most 16 MiB",
+            ]
+        );
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("10m").unwrap(), Duration::from_secs(600));
+        assert_eq!(parse_duration("2").unwrap(), Duration::from_secs(2));
+        assert!(parse_duration("soon").is_err());
+    }
+
+    #[test]
+    fn allowlist_matches_mapped_ipv4() {
+        let mut l = Listener::new("x", TransportKind::Tcp, "[::]:514".parse().unwrap());
+        assert!(l.allows("192.0.2.1".parse().unwrap()));
+        l.allow = vec!["192.0.2.0/24".parse().unwrap()];
+        assert!(l.allows("::ffff:192.0.2.7".parse().unwrap()));
+        assert!(!l.allows("198.51.100.1".parse().unwrap()));
+    }
+
+    #[test]
+    fn embedded_default_is_loopback_tcp_and_udp_to_stdout() {
+        let c = Config::embedded_default();
+        assert_eq!(c.listeners.len(), 2);
+        assert!(c.listeners.iter().all(|l| l.address.0.ip().is_loopback()));
+        assert!(matches!(c.sink, Sink::Stdout));
+    }
+}

@@ -1,0 +1,284 @@
+//! `sluice run`: listeners → bounded queue → parse workers → sink, and an orderly stop.
+//!
+//! Shutdown order: the listeners stop accepting and reading, each connection queues the
+//! frames it already read (a partial one flagged truncated), the queue drains through the
+//! workers, and the sink flushes; all within `general.shutdown_timeout`. Whatever did not
+//! reach the sink by then is reported.
+
+pub mod workers;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+
+use crate::config::{self, Config, TransportKind};
+use crate::grammar::GrammarSet;
+use crate::pipeline::{ParseOptions, Pipeline};
+use crate::queue;
+use crate::sink;
+use crate::source::limits::ConnectionLimits;
+use crate::source::metrics::ListenerMetrics;
+use crate::source::tcp::{self, StreamListener};
+use crate::source::tls::TlsServer;
+use crate::source::udp::{self, DatagramListener};
+use crate::source::{ReceiveInfo, Transport};
+use crate::telemetry::{self, Health};
+
+/// What a run ended with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunReport {
+    /// Messages the listeners queued for parsing.
+    pub accepted: u64,
+    /// Events the sink wrote.
+    pub written: u64,
+    /// Everything drained within the shutdown deadline.
+    pub drained: bool,
+}
+
+/// Where each listener ended up bound (port 0 resolved).
+#[derive(Clone, Debug)]
+pub struct Bound {
+    pub name: String,
+    pub transport: TransportKind,
+    pub address: SocketAddr,
+}
+
+enum Socket {
+    Stream(tokio::net::TcpListener, Arc<StreamListener>),
+    Datagram(Vec<tokio::net::UdpSocket>, Arc<DatagramListener>),
+}
+
+/// Runs until `stop` completes, then shuts down in order. Start-up errors (a port in use,
+/// a certificate that does not load) are returned before anything is accepted.
+pub async fn run(
+    config: Config,
+    grammars: GrammarSet,
+    stop: impl Future<Output = ()>,
+) -> anyhow::Result<RunReport> {
+    let handle = telemetry::install();
+    let health = Health::new();
+    let pipeline = Arc::new(
+        Pipeline::new(
+            grammars,
+            ParseOptions {
+                zone: config.general.timezone.0,
+                raw_data: config.general.raw_data,
+                grammar: None,
+            },
+        )
+        .map_err(anyhow::Error::msg)?,
+    );
+    let workers = config.workers();
+    let (dispatcher, queues) = queue::bounded(workers, config.general.queue_capacity);
+    let sink = sink::open(&config.sink).context("cannot open the sink")?;
+    let (sink_tx, sink_rx) = mpsc::channel(workers * 4);
+    let written = Arc::new(AtomicU64::new(0));
+    let sink_thread = sink::spawn(sink, sink_rx, written.clone());
+    let worker_threads: Vec<_> = queues
+        .into_iter()
+        .enumerate()
+        .map(|(i, queue)| {
+            let pipeline = pipeline.clone();
+            let sink_tx = sink_tx.clone();
+            std::thread::Builder::new()
+                .name(format!("sluice-parse-{i}"))
+                .spawn(move || workers::run(pipeline, queue, sink_tx))
+                .expect("spawn a parse worker")
+        })
+        .collect();
+    drop(sink_tx);
+
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let limits = ConnectionLimits::new(
+        config.limits.max_connections,
+        config.limits.max_connections_per_ip,
+    );
+    let connection_ids = Arc::new(AtomicU64::new(0));
+    let mut sockets = Vec::new();
+    let mut bound = Vec::new();
+    let mut tls_watchers = Vec::new();
+    for l in &config.listeners {
+        let transport = match l.transport {
+            TransportKind::Tcp => Transport::Tcp,
+            TransportKind::Udp => Transport::Udp,
+            TransportKind::Tls => Transport::Tls,
+        };
+        let mut info = ReceiveInfo::new(&l.name, transport);
+        info.tags = Arc::new(l.tags.clone());
+        info.grammar = l.grammar.as_deref().map(Arc::from);
+        let metrics = ListenerMetrics::new(&l.name, transport.as_str());
+        let what = || {
+            format!(
+                "listener {:?}: cannot bind {} {}",
+                l.name,
+                l.transport.as_str(),
+                l.address.0
+            )
+        };
+        match l.transport {
+            TransportKind::Tcp | TransportKind::Tls => {
+                let tls = match &l.tls {
+                    Some(settings) => {
+                        let server = TlsServer::new(settings.clone())
+                            .map_err(|e| anyhow::anyhow!("listener {:?}: {e}", l.name))?;
+                        tls_watchers.push((server.clone(), metrics.clone()));
+                        Some(server)
+                    }
+                    None => None,
+                };
+                let socket = tcp::bind(l.address.0).with_context(what)?;
+                bound.push(Bound {
+                    name: l.name.clone(),
+                    transport: l.transport,
+                    address: socket.local_addr()?,
+                });
+                let listener = Arc::new(StreamListener {
+                    info,
+                    metrics,
+                    dispatcher: dispatcher.clone(),
+                    limits: limits.clone(),
+                    allow: l.allow.clone(),
+                    max_message_bytes: l.max_message_bytes,
+                    idle_timeout: l.idle_timeout.0,
+                    frame_timeout: l.frame_timeout.0,
+                    tls,
+                    connection_ids: connection_ids.clone(),
+                });
+                sockets.push(Socket::Stream(socket, listener));
+            }
+            TransportKind::Udp => {
+                let count = match l.sockets {
+                    None | Some(0) => workers,
+                    Some(n) => n,
+                };
+                let socks =
+                    udp::bind(l.address.0, count, l.receive_buffer_bytes).with_context(what)?;
+                bound.push(Bound {
+                    name: l.name.clone(),
+                    transport: l.transport,
+                    address: socks[0].local_addr()?,
+                });
+                let listener = Arc::new(DatagramListener {
+                    info,
+                    metrics,
+                    dispatcher: dispatcher.clone(),
+                    allow: l.allow.clone(),
+                    max_message_bytes: l.max_message_bytes,
+                });
+                sockets.push(Socket::Datagram(socks, listener));
+            }
+        }
+    }
+    let accepted = dispatcher.accepted();
+    drop(dispatcher);
+    let metrics_server = match config.metrics.address.as_str() {
+        "" => None,
+        address => {
+            let address: SocketAddr = address.parse().context("metrics.address")?;
+            let socket = tcp::bind(address)
+                .with_context(|| format!("cannot bind the metrics address {address}"))?;
+            tracing::info!(address = %socket.local_addr()?, "serving /metrics, /healthz and /readyz");
+            Some(tokio::spawn(telemetry::http::serve(
+                socket,
+                handle,
+                health.clone(),
+                shutdown_rx.clone(),
+            )))
+        }
+    };
+
+    let mut listeners = JoinSet::new();
+    for socket in sockets {
+        match socket {
+            Socket::Stream(socket, listener) => {
+                listeners.spawn(listener.serve(socket, shutdown_rx.clone()));
+            }
+            Socket::Datagram(socks, listener) => {
+                for socket in socks {
+                    listeners.spawn(listener.clone().serve(socket, shutdown_rx.clone()));
+                }
+            }
+        }
+    }
+    for (server, metrics) in tls_watchers {
+        tokio::spawn(server.watch(metrics, shutdown_rx.clone()));
+    }
+    for b in &bound {
+        tracing::info!(listener = %b.name, transport = b.transport.as_str(), address = %b.address, "listening");
+    }
+    tracing::info!(
+        workers,
+        sink = config_sink_name(&config.sink),
+        "sluice is running"
+    );
+    health.set_listening(true);
+
+    stop.await;
+    health.set_listening(false);
+    let deadline = config.general.shutdown_timeout.0;
+    tracing::info!(
+        deadline_seconds = deadline.as_secs_f64(),
+        "stopping: no new connections; draining"
+    );
+    let _ = shutdown_tx.send(true);
+    let drain = async {
+        while listeners.join_next().await.is_some() {}
+        // Every dispatcher is gone now: the workers finish the queue and drop their sink
+        // senders, and the sink finishes in turn.
+        tokio::task::spawn_blocking(move || {
+            for worker in worker_threads {
+                let _ = worker.join();
+            }
+            let _ = sink_thread.join();
+        })
+        .await
+    };
+    let drained = tokio::time::timeout(deadline, drain).await.is_ok();
+    if let Some(server) = metrics_server {
+        server.abort();
+    }
+    let report = RunReport {
+        accepted: accepted.load(Ordering::Relaxed),
+        written: written.load(Ordering::Relaxed),
+        drained,
+    };
+    if drained {
+        tracing::info!(
+            accepted = report.accepted,
+            written = report.written,
+            "stopped; everything accepted was written"
+        );
+    } else {
+        tracing::error!(
+            accepted = report.accepted,
+            written = report.written,
+            not_written = report.accepted.saturating_sub(report.written),
+            "shutdown deadline passed; events not written are lost"
+        );
+    }
+    Ok(report)
+}
+
+fn config_sink_name(sink: &config::Sink) -> &'static str {
+    match sink {
+        config::Sink::Stdout => "stdout",
+        config::Sink::File { .. } => "file",
+        config::Sink::Null => "null",
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn termination_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("install a SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("install a SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM"),
+        _ = int.recv() => tracing::info!("SIGINT"),
+    }
+}

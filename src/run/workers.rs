@@ -1,0 +1,109 @@
+//! Parse workers: plain threads that take batches off their queue, run the pipeline on
+//! each message, count the outcome, and hand the serialised events to the sink in order.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use metrics::{counter, Counter};
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+use crate::pipeline::Pipeline;
+use crate::queue::WorkQueue;
+use crate::sink::SinkRecord;
+use crate::source::Message;
+use crate::Status;
+
+/// How often one kind of parse failure is logged (with one sample), per worker.
+const LOG_EVERY: Duration = Duration::from_secs(10);
+
+pub fn run(pipeline: Arc<Pipeline>, mut queue: WorkQueue, sink: mpsc::Sender<Vec<SinkRecord>>) {
+    let mut outcomes = Outcomes::default();
+    while let Some(batch) = queue.recv_blocking() {
+        let n = batch.len();
+        let records: Vec<SinkRecord> = batch
+            .iter()
+            .map(|message| {
+                let event = pipeline.parse(message);
+                let status = outcomes.record(&event, message);
+                let payload = serde_json::to_vec(&event).expect("a JSON value always serialises");
+                SinkRecord { payload, status }
+            })
+            .collect();
+        queue.release(n);
+        if sink.blocking_send(records).is_err() {
+            tracing::error!("the sink stopped; parse worker exits");
+            return;
+        }
+    }
+}
+
+/// Counters by grammar and status, and by grammar and error code, looked up once each.
+#[derive(Default)]
+struct Outcomes {
+    status: HashMap<String, [Option<Counter>; 4]>,
+    errors: HashMap<(String, String), Counter>,
+    last_logged: HashMap<(String, String), (Instant, u64)>,
+}
+
+fn status_of(event: &Value) -> Status {
+    match event["sluice"]["parse"]["status"].as_str() {
+        Some("ok") => Status::Ok,
+        Some("partial") => Status::Partial,
+        Some("unrecognised") => Status::Unrecognised,
+        _ => Status::Failed,
+    }
+}
+
+impl Outcomes {
+    fn record(&mut self, event: &Value, message: &Message) -> Status {
+        let status = status_of(event);
+        let grammar = event["sluice"]["grammar"].as_str().unwrap_or("none");
+        let slots = match self.status.get_mut(grammar) {
+            Some(slots) => slots,
+            None => self.status.entry(grammar.to_string()).or_default(),
+        };
+        slots[status as usize]
+            .get_or_insert_with(|| {
+                counter!("sluice_parse_total", "grammar" => grammar.to_string(), "status" => status.as_str())
+            })
+            .increment(1);
+        if status == Status::Ok {
+            return status;
+        }
+        let Some(errors) = event["sluice"]["parse"]["errors"].as_array() else {
+            return status;
+        };
+        for error in errors {
+            let code = error["code"].as_str().unwrap_or("unknown");
+            let key = (grammar.to_string(), code.to_string());
+            self.errors
+                .entry(key.clone())
+                .or_insert_with(|| {
+                    counter!("sluice_parse_errors_total", "grammar" => key.0.clone(), "code" => key.1.clone())
+                })
+                .increment(1);
+            let now = Instant::now();
+            let entry = self.last_logged.entry(key).or_insert((now - LOG_EVERY, 0));
+            entry.1 += 1;
+            if now.duration_since(entry.0) >= LOG_EVERY {
+                let sample =
+                    String::from_utf8_lossy(&message.bytes[..message.bytes.len().min(256)]);
+                tracing::warn!(
+                    grammar,
+                    code,
+                    status = status.as_str(),
+                    listener = %message.received.listener,
+                    peer = message.received.peer.as_deref().unwrap_or("-"),
+                    count = entry.1,
+                    message = error["message"].as_str().unwrap_or(""),
+                    sample = %sample,
+                    "parse problem (logged once per 10 s per kind; count since the last line)"
+                );
+                *entry = (now, 0);
+            }
+        }
+        status
+    }
+}

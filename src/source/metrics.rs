@@ -1,0 +1,102 @@
+//! Counters of one listener, registered once at start-up so the receive path only
+//! increments atomics. Names and labels are documented in docs/metrics.md.
+
+use metrics::{counter, gauge, histogram, Counter, Gauge, Histogram};
+
+#[derive(Clone)]
+pub struct ListenerMetrics {
+    name: String,
+    transport: &'static str,
+    pub messages: Counter,
+    pub bytes: Counter,
+    pub connections_accepted: Counter,
+    pub connections_open: Gauge,
+    pub bytes_discarded: Counter,
+    pub framing_errors: Counter,
+    /// Each wait for room in the parse queue (back-pressure), in seconds.
+    pub queue_blocked: Histogram,
+}
+
+/// Why a connection or datagram was refused.
+pub mod refused {
+    pub const ALLOWLIST: &str = "allowlist";
+    pub const MAX_CONNECTIONS: &str = "max_connections";
+    pub const MAX_CONNECTIONS_PER_IP: &str = "max_connections_per_ip";
+}
+
+/// Why a connection ended.
+pub mod closed {
+    pub const EOF: &str = "eof";
+    pub const IDLE_TIMEOUT: &str = "idle_timeout";
+    pub const FRAME_TIMEOUT: &str = "frame_timeout";
+    pub const ERROR: &str = "error";
+    pub const SHUTDOWN: &str = "shutdown";
+}
+
+/// Why a message was cut.
+pub mod truncated {
+    pub const TOO_LONG: &str = "too_long";
+    pub const CONNECTION_CLOSED: &str = "connection_closed";
+    pub const FRAME_TIMEOUT: &str = "frame_timeout";
+    pub const SHUTDOWN: &str = "shutdown";
+}
+
+impl ListenerMetrics {
+    pub fn new(listener: &str, transport: &'static str) -> ListenerMetrics {
+        let l = listener.to_string();
+        ListenerMetrics {
+            messages: counter!("sluice_messages_received_total", "listener" => l.clone(), "transport" => transport),
+            bytes: counter!("sluice_bytes_received_total", "listener" => l.clone(), "transport" => transport),
+            connections_accepted: counter!("sluice_connections_accepted_total", "listener" => l.clone()),
+            connections_open: gauge!("sluice_connections_open", "listener" => l.clone()),
+            bytes_discarded: counter!("sluice_bytes_discarded_total", "listener" => l.clone()),
+            framing_errors: counter!("sluice_framing_errors_total", "listener" => l.clone()),
+            queue_blocked: histogram!("sluice_queue_blocked_seconds", "listener" => l.clone()),
+            name: l,
+            transport,
+        }
+    }
+
+    pub fn refused(&self, reason: &'static str) {
+        counter!("sluice_connections_refused_total", "listener" => self.name.clone(), "reason" => reason)
+            .increment(1);
+    }
+
+    pub fn closed(&self, reason: &'static str) {
+        counter!("sluice_connections_closed_total", "listener" => self.name.clone(), "reason" => reason)
+            .increment(1);
+    }
+
+    pub fn truncated(&self, reason: &'static str) {
+        counter!("sluice_messages_truncated_total", "listener" => self.name.clone(), "reason" => reason)
+            .increment(1);
+    }
+
+    pub fn tls_handshake_failed(&self, reason: &'static str) {
+        counter!("sluice_tls_handshake_failures_total", "listener" => self.name.clone(), "reason" => reason)
+            .increment(1);
+    }
+
+    pub fn tls_reload(&self, result: &'static str) {
+        counter!("sluice_tls_reloads_total", "listener" => self.name.clone(), "result" => result)
+            .increment(1);
+    }
+
+    pub fn udp_dropped(&self, reason: &'static str, n: u64) {
+        counter!("sluice_udp_datagrams_dropped_total", "listener" => self.name.clone(), "reason" => reason)
+            .increment(n);
+    }
+
+    pub fn datagram_refused(&self, reason: &'static str) {
+        counter!("sluice_datagrams_refused_total", "listener" => self.name.clone(), "reason" => reason)
+            .increment(1);
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn transport(&self) -> &'static str {
+        self.transport
+    }
+}

@@ -1,0 +1,255 @@
+//! UDP syslog (RFC 5426): one datagram is one message.
+//!
+//! Several sockets share the port with SO_REUSEPORT, each read by its own task, so one
+//! core is not the limit. Each socket asks for a large SO_RCVBUF to ride out bursts, and
+//! SO_RXQ_OVFL so that the kernel tells how many datagrams it dropped because that buffer
+//! was full; those drops are counted, since UDP senders never learn of them.
+
+use std::collections::HashMap;
+use std::io;
+use std::mem::{size_of, zeroed};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+
+use tokio::io::Interest;
+use tokio::net::UdpSocket;
+use tokio::sync::watch;
+
+use super::metrics::{refused, truncated, ListenerMetrics};
+use super::{now_ms, Message, ReceiveInfo};
+use crate::config::Cidr;
+use crate::queue::Dispatcher;
+
+/// Datagrams read per wake-up before the batch is queued.
+const BATCH: usize = 64;
+
+pub struct DatagramListener {
+    pub info: ReceiveInfo,
+    pub metrics: ListenerMetrics,
+    pub dispatcher: Dispatcher,
+    pub allow: Vec<Cidr>,
+    pub max_message_bytes: usize,
+}
+
+/// Binds `count` sockets to one address with SO_REUSEPORT. With port 0 the first socket
+/// picks the port and the others join it.
+pub fn bind(
+    address: SocketAddr,
+    count: usize,
+    receive_buffer: Option<usize>,
+) -> io::Result<Vec<UdpSocket>> {
+    let mut address = address;
+    let mut sockets = Vec::new();
+    for _ in 0..count.max(1) {
+        let domain = socket2::Domain::for_address(address);
+        let socket =
+            socket2::Socket::new(domain, socket2::Type::DGRAM, Some(socket2::Protocol::UDP))?;
+        socket.set_reuse_port(true)?;
+        if let Some(bytes) = receive_buffer {
+            socket.set_recv_buffer_size(bytes)?;
+            // Linux doubles the request and caps it at net.core.rmem_max.
+            let granted = socket.recv_buffer_size()?;
+            if granted < bytes {
+                tracing::warn!(
+                    requested = bytes,
+                    granted,
+                    "SO_RCVBUF capped by the kernel; raise net.core.rmem_max"
+                );
+            }
+        }
+        let on: libc::c_int = 1;
+        // SAFETY: a valid socket, option and a c_int-sized value.
+        let rc = unsafe {
+            libc::setsockopt(
+                socket.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RXQ_OVFL,
+                &on as *const libc::c_int as *const libc::c_void,
+                size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            tracing::warn!(error = %io::Error::last_os_error(), "SO_RXQ_OVFL unavailable; kernel drops will not be counted");
+        }
+        socket.set_nonblocking(true)?;
+        socket.bind(&address.into())?;
+        if address.port() == 0 {
+            address = socket
+                .local_addr()?
+                .as_socket()
+                .ok_or_else(|| io::Error::other("no local address"))?;
+        }
+        sockets.push(UdpSocket::from_std(socket.into())?);
+    }
+    Ok(sockets)
+}
+
+struct Datagram {
+    len: usize,
+    truncated: bool,
+    peer: Option<SocketAddr>,
+    /// The socket's cumulative drop count, when the kernel reported one.
+    drops: Option<u32>,
+}
+
+fn recv_datagram(fd: std::os::fd::RawFd, buffer: &mut [u8]) -> io::Result<Datagram> {
+    // SAFETY: every pointer handed to recvmsg points into a live local of the stated size,
+    // and the control messages are read only within msg_controllen as the kernel set it.
+    unsafe {
+        let mut addr: libc::sockaddr_storage = zeroed();
+        let mut iov = libc::iovec {
+            iov_base: buffer.as_mut_ptr() as *mut libc::c_void,
+            iov_len: buffer.len(),
+        };
+        let mut control = [0u64; 8];
+        let mut msg: libc::msghdr = zeroed();
+        msg.msg_name = &mut addr as *mut libc::sockaddr_storage as *mut libc::c_void;
+        msg.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr() as *mut libc::c_void;
+        msg.msg_controllen = size_of::<[u64; 8]>() as _;
+        let n = libc::recvmsg(fd, &mut msg, 0);
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let mut drops = None;
+        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
+        while !cmsg.is_null() {
+            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SO_RXQ_OVFL {
+                drops = Some(std::ptr::read_unaligned(libc::CMSG_DATA(cmsg) as *const u32));
+            }
+            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+        }
+        let peer = match addr.ss_family as libc::c_int {
+            libc::AF_INET => {
+                let a = &*(&addr as *const libc::sockaddr_storage as *const libc::sockaddr_in);
+                Some(SocketAddr::V4(SocketAddrV4::new(
+                    Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr)),
+                    u16::from_be(a.sin_port),
+                )))
+            }
+            libc::AF_INET6 => {
+                let a = &*(&addr as *const libc::sockaddr_storage as *const libc::sockaddr_in6);
+                Some(SocketAddr::V6(SocketAddrV6::new(
+                    Ipv6Addr::from(a.sin6_addr.s6_addr),
+                    u16::from_be(a.sin6_port),
+                    a.sin6_flowinfo,
+                    a.sin6_scope_id,
+                )))
+            }
+            _ => None,
+        };
+        Ok(Datagram {
+            len: n as usize,
+            truncated: msg.msg_flags & libc::MSG_TRUNC != 0,
+            peer,
+            drops,
+        })
+    }
+}
+
+impl DatagramListener {
+    fn allows(&self, ip: std::net::IpAddr) -> bool {
+        crate::config::allowed(&self.allow, ip)
+    }
+
+    /// Reads one socket until shutdown.
+    pub async fn serve(self: Arc<Self>, socket: UdpSocket, mut shutdown: watch::Receiver<bool>) {
+        let fd = socket.as_raw_fd();
+        let mut buffer = vec![0u8; self.max_message_bytes];
+        let mut kernel_drops: u32 = 0;
+        // Peer text and verdict per sender, so a busy sender costs no allocation per
+        // datagram; bounded, cleared when full.
+        let mut peers: HashMap<SocketAddr, Option<Arc<str>>> = HashMap::new();
+        loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.changed() => break,
+                ready = socket.readable() => if let Err(e) = ready {
+                    tracing::error!(listener = %self.info.listener, error = %e, "UDP socket failed");
+                    break;
+                },
+            }
+            let mut batches: HashMap<u64, Vec<Message>> = HashMap::new();
+            let received_ms = now_ms();
+            for _ in 0..BATCH {
+                let datagram = match socket
+                    .try_io(Interest::READABLE, || recv_datagram(fd, &mut buffer))
+                {
+                    Ok(d) => d,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) => {
+                        tracing::warn!(listener = %self.info.listener, error = %e, "UDP receive failed");
+                        break;
+                    }
+                };
+                if let Some(total) = datagram.drops {
+                    if total > kernel_drops {
+                        self.metrics
+                            .udp_dropped("kernel_buffer_full", u64::from(total - kernel_drops));
+                        kernel_drops = total;
+                    }
+                }
+                if peers.len() > 4096 {
+                    peers.clear();
+                }
+                let peer = datagram.peer;
+                let text = match peer {
+                    Some(addr) => peers
+                        .entry(addr)
+                        .or_insert_with(|| {
+                            self.allows(addr.ip()).then(|| Arc::from(addr.to_string()))
+                        })
+                        .clone(),
+                    None => Some(Arc::from("unknown")),
+                };
+                let Some(text) = text else {
+                    self.metrics.datagram_refused(refused::ALLOWLIST);
+                    continue;
+                };
+                self.metrics.bytes.increment(datagram.len as u64);
+                self.metrics.messages.increment(1);
+                let mut bytes = &buffer[..datagram.len];
+                // Some senders end datagrams with a newline (or NUL); it is framing, not
+                // message.
+                while let Some((&last, init)) = bytes.split_last() {
+                    if matches!(last, b'\n' | b'\r' | 0) {
+                        bytes = init;
+                    } else {
+                        break;
+                    }
+                }
+                let mut info = self.info.clone();
+                info.peer = Some(text);
+                let mut message = Message::new(bytes.to_vec(), info, received_ms);
+                if datagram.truncated {
+                    message.truncated = true;
+                    self.metrics.truncated(truncated::TOO_LONG);
+                }
+                let key = peer.map(shard_key).unwrap_or(0);
+                batches.entry(key).or_default().push(message);
+            }
+            for (key, batch) in batches {
+                if let Err(closed) = self
+                    .dispatcher
+                    .send(key, batch, &self.metrics.queue_blocked)
+                    .await
+                {
+                    self.metrics
+                        .udp_dropped("queue_closed", closed.0.len() as u64);
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Keeps one sender on one parse worker (its datagrams stay in order).
+fn shard_key(addr: SocketAddr) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = rustc_hash::FxHasher::default();
+    addr.hash(&mut h);
+    h.finish()
+}

@@ -1,0 +1,97 @@
+//! Metrics and health, beside the pipeline: the Prometheus recorder, logging set-up, and a
+//! small HTTP endpoint for `/metrics`, `/healthz` and `/readyz`.
+
+pub mod http;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// Bucket bounds (seconds) of every `_seconds` histogram: from 10 µs (a queue that was
+/// nearly free) to a minute (a broker outage).
+const SECONDS_BUCKETS: &[f64] = &[
+    0.00001, 0.0001, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 60.0,
+];
+const BYTES_BUCKETS: &[f64] = &[
+    128.0, 256.0, 512.0, 1024.0, 2048.0, 4096.0, 8192.0, 16384.0, 32768.0, 65536.0, 262144.0,
+];
+
+/// Installs the process-wide Prometheus recorder (once; later calls return the same
+/// handle).
+pub fn install() -> PrometheusHandle {
+    static HANDLE: Mutex<Option<PrometheusHandle>> = Mutex::new(None);
+    let mut guard = HANDLE.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(handle) = guard.as_ref() {
+        return handle.clone();
+    }
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS_BUCKETS)
+        .and_then(|b| b.set_buckets_for_metric(Matcher::Suffix("_bytes".into()), BYTES_BUCKETS))
+        .expect("bucket lists are not empty")
+        .install_recorder()
+        .expect("no other metrics recorder is installed");
+    metrics::gauge!("sluice_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+    *guard = Some(handle.clone());
+    handle
+}
+
+/// Readiness as the endpoints report it: ready once every listener is bound and while the
+/// sink is delivering; otherwise the reasons.
+#[derive(Default)]
+pub struct Health {
+    listening: AtomicBool,
+    problems: Mutex<Vec<String>>,
+}
+
+impl Health {
+    pub fn new() -> Arc<Health> {
+        Arc::new(Health::default())
+    }
+
+    pub fn set_listening(&self, on: bool) {
+        self.listening.store(on, Ordering::Release);
+    }
+
+    pub fn set_problem(&self, key: &str, problem: Option<String>) {
+        let mut problems = self.problems.lock().unwrap_or_else(|p| p.into_inner());
+        problems.retain(|p| !p.starts_with(key));
+        if let Some(p) = problem {
+            problems.push(format!("{key}: {p}"));
+        }
+    }
+
+    /// `Ok` when ready, else the reasons.
+    pub fn readiness(&self) -> Result<(), Vec<String>> {
+        let mut reasons = self
+            .problems
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if !self.listening.load(Ordering::Acquire) {
+            reasons.insert(0, "listeners: not bound (starting or stopping)".into());
+        }
+        if reasons.is_empty() {
+            Ok(())
+        } else {
+            Err(reasons)
+        }
+    }
+}
+
+/// Sets up `tracing` on stderr: human-readable or JSON lines; level from `level` unless
+/// RUST_LOG is set.
+pub fn init_logging(json: bool, level: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    use std::io::IsTerminal;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
+    let _ = if json {
+        builder.json().flatten_event(true).try_init()
+    } else {
+        builder.try_init()
+    };
+}
