@@ -5,7 +5,6 @@
 
 mod corpus;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};

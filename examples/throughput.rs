@@ -3,8 +3,6 @@
 #[path = "../benches/corpus/mod.rs"]
 mod corpus;
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Instant;
 
 use sluice::grammar::GrammarSet;

@@ -31,7 +31,7 @@ struct Cli {
 enum Command {
     /// Receive syslog over TCP, UDP and TLS and write normalised events. With no listener
     /// given, listens on TCP and UDP 127.0.0.1:5514 and writes NDJSON to stdout.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Check a configuration file (and the grammars it names) and exit.
     CheckConfig {
         #[arg(long, short)]

@@ -2,9 +2,11 @@
 //! the OCSF class schemas from `../shared/ocsf` (when present), and subset matching.
 #![allow(dead_code)]
 
-use std::collections::{BTreeMap, HashMap};
+pub mod server;
+
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 
 use serde_json::Value;
 use sluice::grammar::GrammarSet;

@@ -1,0 +1,365 @@
+//! TLS listeners (RFC 5425) against rustls clients, with certificates made in the test:
+//! mTLS accepted and rejected, TLS 1.2 and 1.3, plaintext on the TLS port, certificate
+//! reload on SIGHUP and on file change, and a certificate that does not load.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::server::Sluice;
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose,
+};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls_pki_types::pem::PemObject;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+struct Ca {
+    issuer: Issuer<'static, KeyPair>,
+    pem: String,
+}
+
+fn ca(name: &str) -> Ca {
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.distinguished_name.push(DnType::CommonName, name);
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let key = KeyPair::generate().unwrap();
+    let pem = params.self_signed(&key).unwrap().pem();
+    Ca {
+        issuer: Issuer::new(params, key),
+        pem,
+    }
+}
+
+/// (certificate PEM, key PEM) for a server (`localhost`) or a client.
+fn leaf(ca: &Ca, common_name: &str, client: bool) -> (String, String) {
+    let mut params = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    params
+        .distinguished_name
+        .push(DnType::CommonName, common_name);
+    params
+        .distinguished_name
+        .push(DnType::OrganizationName, "sluice tests");
+    params.extended_key_usages = vec![if client {
+        ExtendedKeyUsagePurpose::ClientAuth
+    } else {
+        ExtendedKeyUsagePurpose::ServerAuth
+    }];
+    let key = KeyPair::generate().unwrap();
+    let cert = params.signed_by(&key, &ca.issuer).unwrap();
+    (cert.pem(), key.serialize_pem())
+}
+
+struct Pki {
+    ca: Ca,
+    dir: tempfile::TempDir,
+}
+
+impl Pki {
+    fn new() -> Pki {
+        let pki = Pki {
+            ca: ca("sluice test CA"),
+            dir: tempfile::tempdir().unwrap(),
+        };
+        pki.write_server("sluice-server-1");
+        std::fs::write(pki.path("ca.pem"), &pki.ca.pem).unwrap();
+        pki
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.dir.path().join(name).display().to_string()
+    }
+
+    fn write_server(&self, common_name: &str) {
+        let (cert, key) = leaf(&self.ca, common_name, false);
+        // Key first, certificate last: a reload that sees the new certificate also sees
+        // its key.
+        std::fs::write(self.path("server.key"), key).unwrap();
+        std::fs::write(self.path("server.pem"), cert).unwrap();
+    }
+
+    fn listener(&self, mtls: bool, extra: &str) -> String {
+        format!(
+            "[[listener]]\nname = \"tls\"\ntransport = \"tls\"\naddress = \"127.0.0.1:0\"\n\n[listener.tls]\ncert = \"{}\"\nkey = \"{}\"\n{}{extra}\n",
+            self.path("server.pem"),
+            self.path("server.key"),
+            if mtls {
+                format!("client_ca = \"{}\"\n", self.path("ca.pem"))
+            } else {
+                String::new()
+            }
+        )
+    }
+}
+
+fn client_config(
+    trust: &Ca,
+    identity: Option<(String, String)>,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(trust.pem.as_bytes()).unwrap())
+        .unwrap();
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(versions)
+    .unwrap()
+    .with_root_certificates(roots);
+    Arc::new(match identity {
+        Some((cert, key)) => builder
+            .with_client_auth_cert(
+                vec![CertificateDer::from_pem_slice(cert.as_bytes()).unwrap()],
+                PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap(),
+            )
+            .unwrap(),
+        None => builder.with_no_client_auth(),
+    })
+}
+
+type Tls = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
+
+/// Connects and completes the handshake (or returns its error).
+fn connect(addr: SocketAddr, config: Arc<rustls::ClientConfig>) -> std::io::Result<Tls> {
+    let tcp = TcpStream::connect(addr)?;
+    tcp.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let conn =
+        rustls::ClientConnection::new(config, ServerName::try_from("localhost").unwrap()).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    while tls.conn.is_handshaking() {
+        tls.conn.complete_io(&mut tls.sock)?;
+    }
+    Ok(tls)
+}
+
+/// Sends octet-counted frames, as rsyslog and KATA do over TLS, and closes cleanly.
+fn send_frames(mut tls: Tls, frames: &[&str]) {
+    for f in frames {
+        write!(tls, "{} {f}", f.len()).unwrap();
+    }
+    tls.flush().unwrap();
+    tls.conn.send_close_notify();
+    let _ = tls.conn.complete_io(&mut tls.sock);
+    let mut rest = Vec::new();
+    let _ = tls.read_to_end(&mut rest);
+}
+
+fn server_subject(tls: &Tls) -> String {
+    let der = &tls.conn.peer_certificates().unwrap()[0];
+    sluice::source::tls::subject_of(der).unwrap()
+}
+
+fn kata_line() -> String {
+    let text = std::fs::read_to_string(common::repo_root().join("tests/seeds/kaspersky_kata.log"))
+        .unwrap();
+    text.lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn mtls_client_is_accepted_and_its_subject_recorded() {
+    let pki = Pki::new();
+    let sluice = Sluice::start(&pki.listener(true, ""));
+    let addr = sluice.addr("tls");
+    let identity = leaf(&pki.ca, "kata-node-1", true);
+    let kata = kata_line();
+    for versions in [
+        &[&rustls::version::TLS13][..],
+        &[&rustls::version::TLS12][..],
+    ] {
+        let tls = connect(
+            addr,
+            client_config(&pki.ca, Some(identity.clone()), versions),
+        )
+        .unwrap();
+        assert_eq!(server_subject(&tls), "CN=sluice-server-1, O=sluice tests");
+        send_frames(tls, &[&kata, "<13>Jan 25 09:59:01 host app: second"]);
+    }
+    let events = sluice.wait_events(4, WAIT);
+    assert_eq!(events.len(), 4);
+    for e in &events {
+        assert_eq!(e["sluice"]["received"]["transport"], "tls");
+        assert_eq!(
+            e["sluice"]["received"]["tls"]["client_subject"],
+            "CN=kata-node-1, O=sluice tests"
+        );
+        common::assert_valid(e);
+    }
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| e["sluice"]["grammar"] == "kaspersky_kata")
+            .count(),
+        2
+    );
+}
+
+#[test]
+fn clients_without_a_valid_certificate_are_refused_and_counted() {
+    let pki = Pki::new();
+    let sluice = Sluice::start(&pki.listener(true, ""));
+    let addr = sluice.addr("tls");
+    let tls13 = &[&rustls::version::TLS13][..];
+
+    // No certificate: TLS 1.3 lets the client finish first; the server refuses.
+    if let Ok(mut tls) = connect(addr, client_config(&pki.ca, None, tls13)) {
+        let _ = write!(tls, "14 <13>refused it");
+        let _ = tls.flush();
+        let _ = tls.read(&mut [0u8; 16]);
+    }
+    assert_eq!(
+        sluice.wait_metric(
+            "sluice_tls_handshake_failures_total",
+            &[("reason", "no_client_certificate")],
+            1.0
+        ),
+        1.0
+    );
+
+    // A certificate from another CA.
+    let stranger = ca("someone else's CA");
+    let identity = leaf(&stranger, "intruder", true);
+    if let Ok(mut tls) = connect(addr, client_config(&pki.ca, Some(identity), tls13)) {
+        let _ = tls.read(&mut [0u8; 16]);
+    }
+    assert_eq!(
+        sluice.wait_metric(
+            "sluice_tls_handshake_failures_total",
+            &[("reason", "unknown_issuer")],
+            1.0
+        ),
+        1.0
+    );
+
+    // Plain syslog on the TLS port.
+    let mut plain = TcpStream::connect(addr).unwrap();
+    plain
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    plain
+        .write_all(b"<13>Jan 25 09:59:01 host app: plaintext\n")
+        .unwrap();
+    let _ = plain.read(&mut [0u8; 64]);
+    assert_eq!(
+        sluice.wait_metric(
+            "sluice_tls_handshake_failures_total",
+            &[("reason", "not_tls")],
+            1.0
+        ),
+        1.0
+    );
+    // Nothing from any of them became an event.
+    assert!(sluice.events().is_empty(), "{:?}", sluice.events());
+}
+
+#[test]
+fn handshake_timeout_frees_a_silent_connection() {
+    let pki = Pki::new();
+    let sluice = Sluice::start(&pki.listener(false, "handshake_timeout = \"300ms\"\n"));
+    let mut silent = TcpStream::connect(sluice.addr("tls")).unwrap();
+    silent
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    assert_eq!(silent.read(&mut [0u8; 8]).unwrap_or(0), 0);
+    assert_eq!(
+        sluice.wait_metric(
+            "sluice_tls_handshake_failures_total",
+            &[("reason", "timeout")],
+            1.0
+        ),
+        1.0
+    );
+}
+
+fn wait_for_subject(addr: SocketAddr, config: &Arc<rustls::ClientConfig>, subject: &str) -> String {
+    let started = Instant::now();
+    loop {
+        let tls = connect(addr, config.clone()).unwrap();
+        let seen = server_subject(&tls);
+        if seen == subject || started.elapsed() > WAIT {
+            return seen;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn certificate_reload_on_sighup() {
+    let pki = Pki::new();
+    let sluice = Sluice::start(&pki.listener(false, "reload_interval = \"1h\"\n"));
+    let addr = sluice.addr("tls");
+    let config = client_config(&pki.ca, None, &[&rustls::version::TLS13]);
+    assert_eq!(
+        server_subject(&connect(addr, config.clone()).unwrap()),
+        "CN=sluice-server-1, O=sluice tests"
+    );
+    pki.write_server("sluice-server-2");
+    sluice.signal(libc::SIGHUP);
+    assert_eq!(
+        wait_for_subject(addr, &config, "CN=sluice-server-2, O=sluice tests"),
+        "CN=sluice-server-2, O=sluice tests"
+    );
+    assert_eq!(
+        sluice.metric("sluice_tls_reloads_total", &[("result", "ok")]),
+        1.0
+    );
+}
+
+#[test]
+fn certificate_reload_on_file_change_and_a_broken_file_keeps_the_old_one() {
+    let pki = Pki::new();
+    let sluice = Sluice::start(&pki.listener(false, "reload_interval = \"100ms\"\n"));
+    let addr = sluice.addr("tls");
+    let config = client_config(&pki.ca, None, &[&rustls::version::TLS13]);
+    pki.write_server("sluice-server-2");
+    assert_eq!(
+        wait_for_subject(addr, &config, "CN=sluice-server-2, O=sluice tests"),
+        "CN=sluice-server-2, O=sluice tests"
+    );
+    // A half-written certificate: the reload fails, the listener keeps serving.
+    std::fs::write(
+        pki.path("server.pem"),
+        "-----BEGIN CERTIFICATE-----\nnot base64\n",
+    )
+    .unwrap();
+    assert!(sluice.wait_metric("sluice_tls_reloads_total", &[("result", "error")], 1.0) >= 1.0);
+    assert_eq!(
+        server_subject(&connect(addr, config.clone()).unwrap()),
+        "CN=sluice-server-2, O=sluice tests"
+    );
+}
+
+#[test]
+fn a_certificate_that_does_not_load_stops_the_start_with_its_path() {
+    let pki = Pki::new();
+    std::fs::write(pki.path("server.key"), "not a key").unwrap();
+    let config_path = Path::new(&pki.path("sluice.toml")).to_path_buf();
+    std::fs::write(&config_path, pki.listener(false, "")).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["run", "--metrics", "", "--config"])
+        .arg(&config_path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "cannot read a private key from {}",
+            pki.path("server.key")
+        )),
+        "{stderr}"
+    );
+}
