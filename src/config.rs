@@ -407,7 +407,12 @@ impl Config {
                 );
             }
             let udp = l.transport == TransportKind::Udp;
-            if let Some(other) = binds.insert((l.address.0, udp), &l.name) {
+            // Port 0 asks the kernel for a free port: never a clash.
+            let fixed_port = l.address.0.port() != 0;
+            if let Some(other) = binds
+                .insert((l.address.0, udp), &l.name)
+                .filter(|_| fixed_port)
+            {
                 report(
                     key("address"),
                     format!("{} is also bound by listener {other:?}", l.address.0),

@@ -549,3 +549,49 @@ fn health_endpoints() {
     );
     assert_eq!(sluice.get("/nope").0, 404);
 }
+
+#[test]
+fn udp_datagrams_the_kernel_drops_are_counted_exactly() {
+    let sluice = Sluice::start(&listener(
+        "udp",
+        "udp",
+        "sockets = 1\nreceive_buffer_bytes = 65536",
+    ));
+    let addr = sluice.addr("udp");
+    let sent = 2000;
+    let line = format!("<13>Jan 25 09:59:01 host app: {}", "d".repeat(900));
+    // Frozen, sluice cannot read: the socket buffer fills and the kernel drops the rest.
+    sluice.signal(libc::SIGSTOP);
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    for _ in 0..sent {
+        socket.send_to(line.as_bytes(), addr).unwrap();
+    }
+    sluice.signal(libc::SIGCONT);
+    let started = Instant::now();
+    let (received, dropped) = loop {
+        let scrape = sluice.scrape();
+        let received = common::server::metric_value(
+            &scrape,
+            "sluice_messages_received_total",
+            &[("listener", "udp")],
+        );
+        let dropped = common::server::metric_value(
+            &scrape,
+            "sluice_udp_datagrams_dropped_total",
+            &[("listener", "udp"), ("reason", "kernel_buffer_full")],
+        );
+        if received + dropped >= sent as f64 || started.elapsed() > WAIT {
+            break (received, dropped);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(
+        dropped > 0.0,
+        "nothing dropped: the buffer held {received} datagrams"
+    );
+    assert_eq!(received + dropped, sent as f64);
+    assert_eq!(
+        sluice.wait_events(received as usize, WAIT).len(),
+        received as usize
+    );
+}

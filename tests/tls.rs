@@ -10,123 +10,11 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::pki::{ca, client_config, leaf, Pki};
 use common::server::Sluice;
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose,
-};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-use rustls_pki_types::pem::PemObject;
+use rustls::pki_types::ServerName;
 
 const WAIT: Duration = Duration::from_secs(20);
-
-struct Ca {
-    issuer: Issuer<'static, KeyPair>,
-    pem: String,
-}
-
-fn ca(name: &str) -> Ca {
-    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.distinguished_name.push(DnType::CommonName, name);
-    params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    let key = KeyPair::generate().unwrap();
-    let pem = params.self_signed(&key).unwrap().pem();
-    Ca {
-        issuer: Issuer::new(params, key),
-        pem,
-    }
-}
-
-/// (certificate PEM, key PEM) for a server (`localhost`) or a client.
-fn leaf(ca: &Ca, common_name: &str, client: bool) -> (String, String) {
-    let mut params = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
-    params
-        .distinguished_name
-        .push(DnType::CommonName, common_name);
-    params
-        .distinguished_name
-        .push(DnType::OrganizationName, "sluice tests");
-    params.extended_key_usages = vec![if client {
-        ExtendedKeyUsagePurpose::ClientAuth
-    } else {
-        ExtendedKeyUsagePurpose::ServerAuth
-    }];
-    let key = KeyPair::generate().unwrap();
-    let cert = params.signed_by(&key, &ca.issuer).unwrap();
-    (cert.pem(), key.serialize_pem())
-}
-
-struct Pki {
-    ca: Ca,
-    dir: tempfile::TempDir,
-}
-
-impl Pki {
-    fn new() -> Pki {
-        let pki = Pki {
-            ca: ca("sluice test CA"),
-            dir: tempfile::tempdir().unwrap(),
-        };
-        pki.write_server("sluice-server-1");
-        std::fs::write(pki.path("ca.pem"), &pki.ca.pem).unwrap();
-        pki
-    }
-
-    fn path(&self, name: &str) -> String {
-        self.dir.path().join(name).display().to_string()
-    }
-
-    fn write_server(&self, common_name: &str) {
-        let (cert, key) = leaf(&self.ca, common_name, false);
-        // Key first, certificate last: a reload that sees the new certificate also sees
-        // its key.
-        std::fs::write(self.path("server.key"), key).unwrap();
-        std::fs::write(self.path("server.pem"), cert).unwrap();
-    }
-
-    fn listener(&self, mtls: bool, extra: &str) -> String {
-        format!(
-            "[[listener]]\nname = \"tls\"\ntransport = \"tls\"\naddress = \"127.0.0.1:0\"\n\n[listener.tls]\ncert = \"{}\"\nkey = \"{}\"\n{}{extra}\n",
-            self.path("server.pem"),
-            self.path("server.key"),
-            if mtls {
-                format!("client_ca = \"{}\"\n", self.path("ca.pem"))
-            } else {
-                String::new()
-            }
-        )
-    }
-}
-
-fn client_config(
-    trust: &Ca,
-    identity: Option<(String, String)>,
-    versions: &[&'static rustls::SupportedProtocolVersion],
-) -> Arc<rustls::ClientConfig> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(CertificateDer::from_pem_slice(trust.pem.as_bytes()).unwrap())
-        .unwrap();
-    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_protocol_versions(versions)
-    .unwrap()
-    .with_root_certificates(roots);
-    Arc::new(match identity {
-        Some((cert, key)) => builder
-            .with_client_auth_cert(
-                vec![CertificateDer::from_pem_slice(cert.as_bytes()).unwrap()],
-                PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap(),
-            )
-            .unwrap(),
-        None => builder.with_no_client_auth(),
-    })
-}
 
 type Tls = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
 
@@ -362,4 +250,29 @@ fn a_certificate_that_does_not_load_stops_the_start_with_its_path() {
         )),
         "{stderr}"
     );
+}
+
+#[test]
+fn a_sender_that_never_reads_loses_nothing_when_it_closes() {
+    // Like loggen and most syslog senders: write, close, never read. Anything the server
+    // sent after the handshake (TLS 1.3 session tickets) would sit unread, turn the close
+    // into a reset, and make the kernel drop data sluice had not read yet.
+    let pki = Pki::new();
+    let sluice = Sluice::start(&pki.listener(false, ""));
+    let addr = sluice.addr("tls");
+    let config = client_config(&pki.ca, None, &[&rustls::version::TLS13]);
+    let connections = 20;
+    let per_connection = 200;
+    for c in 0..connections {
+        let mut tls = connect(addr, config.clone()).unwrap();
+        for i in 0..per_connection {
+            let frame = format!("<13>Jan 25 09:59:01 host app: connection {c} message {i}");
+            write!(tls, "{} {frame}", frame.len()).unwrap();
+        }
+        tls.flush().unwrap();
+        // Close the socket outright: no close_notify, no read.
+        drop(tls);
+    }
+    let events = sluice.wait_events(connections * per_connection, WAIT);
+    assert_eq!(events.len(), connections * per_connection);
 }

@@ -173,7 +173,13 @@ impl Framer {
             if available < len {
                 return None;
             }
-            let bytes = self.buf[body..body + len].to_vec();
+            // Senders such as rsyslog's RFC 5424 template end the counted message with a
+            // newline; it is framing residue, not message, as in the other modes.
+            let mut end = body + len;
+            while end > body && is_separator(self.buf[end - 1]) {
+                end -= 1;
+            }
+            let bytes = self.buf[body..end].to_vec();
             self.start = body + len;
             if bytes.is_empty() {
                 return self.next_frame();
@@ -329,10 +335,10 @@ mod tests {
             f.push(&stream[split..]);
             got.extend(frames(&mut f));
             assert_eq!(f.mode(), Mode::OctetCounting);
-            // "8 <13>two\n" counts the newline as part of the message.
+            // "8 <13>two\n" counts the newline, and it is dropped as in line mode.
             assert_eq!(
                 got,
-                vec![ok("<13>one"), ok("<13>two\n"), ok("<13>three")],
+                vec![ok("<13>one"), ok("<13>two"), ok("<13>three")],
                 "split at {split}"
             );
         }
