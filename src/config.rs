@@ -181,6 +181,81 @@ pub enum Sink {
     File { path: PathBuf },
     /// Discard events after parsing (benchmarks).
     Null,
+    /// Kafka, with routing, a dead-letter topic and acknowledged delivery.
+    Kafka(Kafka),
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Kafka {
+    /// `host:port[,host:port…]`
+    pub brokers: String,
+    /// Topic template over event fields, e.g. `siem.{sluice.grammar}`.
+    #[serde(default = "default_topic")]
+    pub topic: String,
+    /// Message key template; by default the reporting device, so one source stays in one
+    /// partition, in order.
+    #[serde(default = "default_key")]
+    pub key: String,
+    /// Events whose parse status is `unrecognised` or `failed` go here, as dead-letter
+    /// records with their raw bytes.
+    #[serde(default = "default_dead_letter_topic")]
+    pub dead_letter_topic: String,
+    /// Send `partial` events to the dead-letter topic too.
+    #[serde(default)]
+    pub dead_letter_partial: bool,
+    /// none, gzip, snappy, lz4 or zstd.
+    #[serde(default = "default_compression")]
+    pub compression: String,
+    /// Any librdkafka property, passed through (`security.protocol`, `sasl.*`, `ssl.*`,
+    /// `linger.ms`, …); these override sluice's defaults.
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
+}
+
+pub const DEFAULT_TOPIC: &str = "sluice.events";
+pub const DEFAULT_DEAD_LETTER_TOPIC: &str = "sluice.deadletter";
+pub const DEFAULT_KEY: &str =
+    "{device.hostname|device.ip|sluice.syslog.hostname|sluice.received.peer}";
+
+fn default_topic() -> String {
+    DEFAULT_TOPIC.into()
+}
+fn default_key() -> String {
+    DEFAULT_KEY.into()
+}
+fn default_dead_letter_topic() -> String {
+    DEFAULT_DEAD_LETTER_TOPIC.into()
+}
+fn default_compression() -> String {
+    "zstd".into()
+}
+
+impl Kafka {
+    pub fn new(brokers: &str) -> Kafka {
+        Kafka {
+            brokers: brokers.to_string(),
+            topic: default_topic(),
+            key: default_key(),
+            dead_letter_topic: default_dead_letter_topic(),
+            dead_letter_partial: false,
+            compression: default_compression(),
+            properties: BTreeMap::new(),
+        }
+    }
+
+    pub fn client_config(&self) -> rdkafka::ClientConfig {
+        crate::sink::kafka::client_config(&self.brokers, &self.compression, &self.properties)
+    }
+
+    pub fn router(&self) -> Result<crate::sink::route::Router, String> {
+        crate::sink::route::Router::new(
+            &self.topic,
+            &self.key,
+            &self.dead_letter_topic,
+            self.dead_letter_partial,
+        )
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -464,6 +539,34 @@ impl Config {
                 if d.0.is_zero() {
                     report(key(k), "must be longer than zero".into());
                 }
+            }
+        }
+        if let Sink::Kafka(k) = &self.sink {
+            if let Err(e) = k.router() {
+                report("sink".into(), e);
+            }
+            if !["none", "gzip", "snappy", "lz4", "zstd"].contains(&k.compression.as_str()) {
+                report(
+                    "sink.compression".into(),
+                    format!("{:?}: use none, gzip, snappy, lz4 or zstd", k.compression),
+                );
+            }
+            if k.brokers.trim().is_empty() {
+                report(
+                    "sink.brokers".into(),
+                    "must name at least one broker".into(),
+                );
+            }
+            let dead = crate::sink::route::Template::parse(&k.dead_letter_topic)
+                .map(|t| t.topic(&serde_json::Value::Null));
+            if dead.as_deref() != Ok(k.dead_letter_topic.as_str()) {
+                report(
+                    "sink.dead_letter_topic".into(),
+                    format!(
+                        "{:?} is not a plain topic name ([A-Za-z0-9._-])",
+                        k.dead_letter_topic
+                    ),
+                );
             }
         }
         if self.general.queue_capacity == 0 {

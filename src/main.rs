@@ -105,8 +105,12 @@ struct RunArgs {
     #[arg(long)]
     grammar_dir: Option<PathBuf>,
     /// Write NDJSON to this file instead of stdout.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", conflicts_with = "kafka_brokers")]
     output: Option<PathBuf>,
+    /// Publish to Kafka (`host:port[,…]`) instead of stdout: topic `sluice.events`,
+    /// dead letters to `sluice.deadletter` (the [sink] table sets the rest).
+    #[arg(long, value_name = "BROKERS")]
+    kafka_brokers: Option<String>,
     /// Address for /metrics, /healthz, /readyz ("" disables).
     #[arg(long, value_name = "ADDR")]
     metrics: Option<String>,
@@ -183,6 +187,12 @@ fn run_config(args: &RunArgs) -> anyhow::Result<(Config, GrammarSet)> {
     }
     if let Some(path) = &args.output {
         config.sink = sluice::config::Sink::File { path: path.clone() };
+    }
+    if let Some(brokers) = &args.kafka_brokers {
+        match &mut config.sink {
+            sluice::config::Sink::Kafka(k) => k.brokers = brokers.clone(),
+            other => *other = sluice::config::Sink::Kafka(sluice::config::Kafka::new(brokers)),
+        }
     }
     if let Some(address) = &args.metrics {
         config.metrics.address = address.clone();

@@ -595,3 +595,76 @@ fn udp_datagrams_the_kernel_drops_are_counted_exactly() {
         received as usize
     );
 }
+
+#[test]
+fn ipv6_listeners() {
+    let config = "[[listener]]\nname = \"tcp6\"\ntransport = \"tcp\"\naddress = \"[::1]:0\"\n\n\
+                  [[listener]]\nname = \"udp6\"\ntransport = \"udp\"\naddress = \"[::1]:0\"\n";
+    let sluice = Sluice::start(config);
+    let (tcp, udp) = (sluice.addr("tcp6"), sluice.addr("udp6"));
+    assert!(tcp.is_ipv6() && udp.is_ipv6());
+    tcp_send(tcp, b"<13>Jan 25 09:59:01 host app: over tcp6\n");
+    let socket = std::net::UdpSocket::bind("[::1]:0").unwrap();
+    socket
+        .send_to(b"<13>Jan 25 09:59:01 host app: over udp6", udp)
+        .unwrap();
+    let events = sluice.wait_events(2, WAIT);
+    let mut peers: Vec<&str> = events
+        .iter()
+        .map(|e| e["sluice"]["received"]["peer"].as_str().unwrap())
+        .collect();
+    peers.sort();
+    assert_eq!(peers.len(), 2);
+    assert!(peers.iter().all(|p| p.starts_with("[::1]:")), "{peers:?}");
+}
+
+#[test]
+fn shutdown_past_its_deadline_reports_what_was_not_written() {
+    let config = "[general]\nshutdown_timeout = \"1s\"\nqueue_capacity = 64\nworkers = 1\n"
+        .to_string()
+        + &listener("tcp", "tcp", "");
+    // Nobody reads stdout: the sink cannot finish.
+    let sluice = Sluice::start_with(&config, &[], false);
+    let addr = sluice.addr("tcp");
+    let line = format!("<13>Jan 25 09:59:01 host app: {}\n", "w".repeat(400));
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_write_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    // Fill the pipe, the sink channel and the queue (the write times out once TCP holds
+    // the sender back).
+    for _ in 0..5_000 {
+        if stream.write_all(line.as_bytes()).is_err() {
+            break;
+        }
+    }
+    sluice.wait_metric(
+        "sluice_queue_blocked_seconds_count",
+        &[("listener", "tcp")],
+        1.0,
+    );
+    let mut sluice = sluice;
+    sluice.signal(libc::SIGTERM);
+    let started = Instant::now();
+    // Still not reading: the deadline passes.
+    while sluice
+        .logs()
+        .iter()
+        .all(|l| l["message"] != "shutdown deadline passed; events not written are lost")
+    {
+        assert!(started.elapsed() < WAIT, "no deadline report");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    sluice.read_stdout();
+    let stopped = sluice.stop();
+    assert_eq!(stopped.status.code(), Some(3));
+    let report = stopped
+        .logs
+        .iter()
+        .find(|l| l["message"] == "shutdown deadline passed; events not written are lost")
+        .unwrap();
+    let accepted = report["accepted"].as_u64().unwrap();
+    let written = report["written"].as_u64().unwrap();
+    assert!(accepted > written, "{report}");
+    assert_eq!(report["not_written"].as_u64().unwrap(), accepted - written);
+}

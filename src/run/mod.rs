@@ -75,19 +75,29 @@ pub async fn run(
     );
     let workers = config.workers();
     let (dispatcher, queues) = queue::bounded(workers, config.general.queue_capacity);
-    let sink = sink::open(&config.sink).context("cannot open the sink")?;
-    let (sink_tx, sink_rx) = mpsc::channel(workers * 4);
     let written = Arc::new(AtomicU64::new(0));
-    let sink_thread = sink::spawn(sink, sink_rx, written.clone());
+    let sink = sink::open(&config.sink, &written).context("cannot open the sink")?;
+    let router = match &config.sink {
+        config::Sink::Kafka(k) => Some(Arc::new(k.router().map_err(anyhow::Error::msg)?)),
+        _ => None,
+    };
+    let (sink_tx, sink_rx) = mpsc::channel(workers * 4);
+    let sink_thread = sink::spawn(
+        sink,
+        sink_rx,
+        written.clone(),
+        config.general.shutdown_timeout.0,
+    );
     let worker_threads: Vec<_> = queues
         .into_iter()
         .enumerate()
         .map(|(i, queue)| {
             let pipeline = pipeline.clone();
             let sink_tx = sink_tx.clone();
+            let router = router.clone();
             std::thread::Builder::new()
                 .name(format!("sluice-parse-{i}"))
-                .spawn(move || workers::run(pipeline, queue, sink_tx))
+                .spawn(move || workers::run(pipeline, queue, sink_tx, router))
                 .expect("spawn a parse worker")
         })
         .collect();
@@ -269,6 +279,7 @@ fn config_sink_name(sink: &config::Sink) -> &'static str {
         config::Sink::Stdout => "stdout",
         config::Sink::File { .. } => "file",
         config::Sink::Null => "null",
+        config::Sink::Kafka(_) => "kafka",
     }
 }
 

@@ -11,6 +11,7 @@ use tokio::sync::mpsc;
 
 use crate::pipeline::Pipeline;
 use crate::queue::WorkQueue;
+use crate::sink::route::{dead_letter_record, Router};
 use crate::sink::SinkRecord;
 use crate::source::Message;
 use crate::Status;
@@ -18,7 +19,12 @@ use crate::Status;
 /// How often one kind of parse failure is logged (with one sample), per worker.
 const LOG_EVERY: Duration = Duration::from_secs(10);
 
-pub fn run(pipeline: Arc<Pipeline>, mut queue: WorkQueue, sink: mpsc::Sender<Vec<SinkRecord>>) {
+pub fn run(
+    pipeline: Arc<Pipeline>,
+    mut queue: WorkQueue,
+    sink: mpsc::Sender<Vec<SinkRecord>>,
+    router: Option<Arc<Router>>,
+) {
     let mut outcomes = Outcomes::default();
     while let Some(batch) = queue.recv_blocking() {
         let n = batch.len();
@@ -27,8 +33,20 @@ pub fn run(pipeline: Arc<Pipeline>, mut queue: WorkQueue, sink: mpsc::Sender<Vec
             .map(|message| {
                 let event = pipeline.parse(message);
                 let status = outcomes.record(&event, message);
-                let payload = serde_json::to_vec(&event).expect("a JSON value always serialises");
-                SinkRecord { payload, status }
+                let route = router.as_ref().map(|r| r.route(&event, status));
+                let payload = match &route {
+                    Some(r) if r.dead_letter => {
+                        serde_json::to_vec(&dead_letter_record(&event, &message.bytes))
+                    }
+                    _ => serde_json::to_vec(&event),
+                }
+                .expect("a JSON value always serialises");
+                SinkRecord {
+                    payload,
+                    status,
+                    received_ms: message.received_ms,
+                    route,
+                }
             })
             .collect();
         queue.release(n);

@@ -1,5 +1,5 @@
-//! Where events go: NDJSON to stdout or a file, or nowhere (benchmarks). Kafka arrives with
-//! its own issue and plugs in as another [`Sink`].
+//! Where events go: Kafka (with routing and a dead-letter topic), NDJSON to stdout or a
+//! file, or nowhere (benchmarks).
 //!
 //! The sink runs on its own thread, fed by a bounded channel of batches from the parse
 //! workers; when it is slow the workers wait, the parse queue fills, and the listeners
@@ -17,19 +17,36 @@ use tokio::sync::mpsc;
 use crate::config;
 use crate::Status;
 
+pub mod kafka;
+pub mod route;
+
 /// One normalised event, serialised, with what routing and accounting need.
 #[derive(Clone, Debug)]
 pub struct SinkRecord {
-    /// The event as compact JSON, without a trailing newline.
+    /// The event as compact JSON, without a trailing newline (for a dead-lettered event on
+    /// Kafka, the dead-letter record).
     pub payload: Vec<u8>,
     pub status: Status,
+    /// Receive time of the message, ms since the epoch (delivery latency).
+    pub received_ms: i64,
+    /// Topic, key and headers, when the sink routes (Kafka).
+    pub route: Option<route::Route>,
 }
 
 pub trait Sink: Send {
-    /// A metric label: `stdout`, `file`, `null`.
+    /// A metric label: `stdout`, `file`, `null`, `kafka`.
     fn name(&self) -> &'static str;
     fn write(&mut self, record: &SinkRecord) -> io::Result<()>;
+    /// Pushes buffered output out (called when the input queue runs empty).
     fn flush(&mut self) -> io::Result<()>;
+    /// False when the sink counts an event as written only once it is acknowledged, later.
+    fn counts_on_write(&self) -> bool {
+        true
+    }
+    /// At the end: everything out within `timeout`, or an error that says what was not.
+    fn close(&mut self, _timeout: Duration) -> io::Result<()> {
+        self.flush()
+    }
 }
 
 /// One event per line on any writer.
@@ -73,8 +90,13 @@ impl Sink for NullSink {
     }
 }
 
-pub fn open(config: &config::Sink) -> io::Result<Box<dyn Sink>> {
+/// Opens the configured sink. `written` counts events once they are out (for Kafka: once
+/// acknowledged).
+pub fn open(config: &config::Sink, written: &Arc<AtomicU64>) -> io::Result<Box<dyn Sink>> {
     Ok(match config {
+        config::Sink::Kafka(k) => Box::new(
+            kafka::KafkaSink::new(&k.client_config(), written.clone()).map_err(io::Error::other)?,
+        ),
         config::Sink::Stdout => Box::new(LineSink::new(
             "stdout",
             io::BufWriter::with_capacity(256 * 1024, io::stdout()),
@@ -95,11 +117,13 @@ pub fn open(config: &config::Sink) -> io::Result<Box<dyn Sink>> {
 }
 
 /// Runs `sink` on its own thread until every sender of `batches` is gone and the channel
-/// is drained. `written` counts the events it wrote.
+/// is drained, then closes it within `close_timeout`. `written` counts the events written
+/// (sinks that count on acknowledgement do so themselves).
 pub fn spawn(
     mut sink: Box<dyn Sink>,
     mut batches: mpsc::Receiver<Vec<SinkRecord>>,
     written: Arc<AtomicU64>,
+    close_timeout: Duration,
 ) -> std::thread::JoinHandle<()> {
     std::thread::Builder::new()
         .name("sluice-sink".into())
@@ -118,8 +142,10 @@ pub fn spawn(
                         std::thread::sleep(Duration::from_secs(1));
                     }
                 }
-                events.increment(batch.len() as u64);
-                written.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                if sink.counts_on_write() {
+                    events.increment(batch.len() as u64);
+                    written.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                }
                 if batches.is_empty() {
                     if let Err(e) = sink.flush() {
                         errors.increment(1);
@@ -127,8 +153,8 @@ pub fn spawn(
                     }
                 }
             }
-            if let Err(e) = sink.flush() {
-                tracing::error!(sink = name, error = %e, "final flush failed");
+            if let Err(e) = sink.close(close_timeout) {
+                tracing::error!(sink = name, error = %e, "closing the sink");
             }
         })
         .expect("spawn the sink thread")

@@ -1,0 +1,179 @@
+#!/usr/bin/env python3
+"""Ingest benchmark: drives a release `sluice run` over loopback TCP, UDP and TLS with
+syslog-ng's loggen (and, for TCP, a near-free `cat`-style sender), and reports messages/s,
+MB/s, sluice's CPU seconds and µs of CPU per message, and its peak RSS.
+
+    python3 bench/ingest.py [--messages N] [--connections C] [--sink null|file] [--runs R]
+
+Needs loggen (deploy/dev/install-test-tools.sh). A benchmark, not a test: nothing is
+asserted about speed; every run checks that each message sent was counted.
+"""
+import argparse, json, os, shutil, signal, socket, statistics, subprocess, sys, tempfile, time, urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def sh(*args, **kw):
+    return subprocess.run(args, check=True, **kw)
+
+
+def proc_stats(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    cpu = (int(fields[11]) + int(fields[12])) / ticks
+    rss = 0
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                rss = int(line.split()[1]) * 1024
+    return cpu, rss
+
+
+def metric(address, name, labels=()):
+    body = urllib.request.urlopen(f"http://{address}/metrics", timeout=5).read().decode()
+    total = 0.0
+    for line in body.splitlines():
+        if line.startswith("#") or not line.startswith(name):
+            continue
+        series, value = line.rsplit(" ", 1)
+        if series.split("{")[0] != name:
+            continue
+        if all(f'{k}="{v}"' in series for k, v in labels):
+            total += float(value)
+    return total
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def certificates(directory):
+    key, cert = os.path.join(directory, "key.pem"), os.path.join(directory, "cert.pem")
+    sh("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+       "-keyout", key, "-out", cert, "-days", "2", "-subj", "/CN=localhost",
+       "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return cert, key
+
+
+def run_once(binary, corpus, corpus_bytes, lines, transport, sender, connections, sink, work):
+    port, metrics_port = free_port(), free_port()
+    address = f"127.0.0.1:{port}"
+    metrics_address = f"127.0.0.1:{metrics_port}"
+    config = ["[general]\nqueue_capacity = 65536\n"]
+    config.append(f'[[listener]]\nname = "bench"\ntransport = "{transport}"\naddress = "{address}"\n')
+    if transport == "udp":
+        config.append("receive_buffer_bytes = 33554432\n")
+    if transport == "tls":
+        cert, key = certificates(work)
+        config.append(f'[listener.tls]\ncert = "{cert}"\nkey = "{key}"\n')
+    out_path = os.path.join(work, "events.ndjson")
+    if sink == "file":
+        config.append(f'[sink]\ntype = "file"\npath = "{out_path}"\n')
+    else:
+        config.append('[sink]\ntype = "null"\n')
+    config.append(f'[metrics]\naddress = "{metrics_address}"\n')
+    conf = os.path.join(work, "sluice.toml")
+    with open(conf, "w") as f:
+        f.write("".join(config))
+    proc = subprocess.Popen([binary, "run", "--config", conf, "--log-level", "warn"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 20
+    while True:
+        try:
+            metric(metrics_address, "sluice_build_info")
+            break
+        except Exception:
+            if time.time() > deadline or proc.poll() is not None:
+                raise SystemExit(f"sluice did not start: {proc.stderr.read().decode()}")
+            time.sleep(0.05)
+    cpu0, _ = proc_stats(proc.pid)
+    expected = lines * connections
+    t0 = time.time()
+    if sender == "cat":
+        # One socket per connection, whole corpus in 1 MiB writes: the cheapest sender.
+        with open(corpus, "rb") as f:
+            data = f.read()
+        socks = [socket.create_connection(("127.0.0.1", port)) for _ in range(connections)]
+        for s in socks:
+            view = memoryview(data)
+            for i in range(0, len(view), 1 << 20):
+                s.sendall(view[i:i + (1 << 20)])
+            s.close()
+    else:
+        mode = {"tcp": ["-i", "-S"], "udp": ["-i", "-D"], "tls": ["-U"]}[transport]
+        sh("loggen", *mode, "-R", corpus, "-d", f"--active-connections={connections}",
+           "-r", "100000000", "-I", "3600", "127.0.0.1", str(port),
+           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    sent_done = time.time()
+    # Done when everything sent is written (or, for UDP, written + dropped by the kernel).
+    last, stable_since = -1, time.time()
+    while True:
+        written = metric(metrics_address, "sluice_events_written_total")
+        dropped = metric(metrics_address, "sluice_udp_datagrams_dropped_total")
+        if written + dropped >= expected:
+            break
+        if written != last:
+            last, stable_since = written, time.time()
+        elif time.time() - stable_since > 5:
+            break
+        time.sleep(0.01)
+    t1 = time.time()
+    cpu1, rss = proc_stats(proc.pid)
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=60)
+    seconds = t1 - t0
+    return {
+        "transport": transport, "sender": sender, "connections": connections, "sink": sink,
+        "sent": expected, "written": int(written), "kernel_dropped": int(dropped),
+        "seconds": seconds, "msg_per_s": written / seconds,
+        "mb_per_s": corpus_bytes * connections * (written / expected) / seconds / 1e6,
+        "cpu_s": cpu1 - cpu0, "us_cpu_per_msg": (cpu1 - cpu0) / max(written, 1) * 1e6,
+        "peak_rss_mb": rss / 1e6, "sender_s": sent_done - t0,
+    }
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--messages", type=int, default=200_000, help="corpus lines (sent once per connection)")
+    p.add_argument("--connections", type=int, default=1)
+    p.add_argument("--sink", choices=["null", "file"], default="null")
+    p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--cases", default="tcp:cat,tcp:loggen,tls:loggen,udp:loggen")
+    args = p.parse_args()
+    if not shutil.which("loggen"):
+        raise SystemExit("loggen not found: run deploy/dev/install-test-tools.sh")
+    sh("cargo", "build", "--release", "--quiet", cwd=ROOT)
+    binary = os.path.join(ROOT, "target/release/sluice")
+    work = tempfile.mkdtemp(prefix="sluice-bench-")
+    corpus = os.path.join(work, "corpus.log")
+    with open(corpus, "wb") as f:
+        sh("cargo", "run", "--release", "--quiet", "--example", "corpus", "--", str(args.messages), cwd=ROOT, stdout=f)
+    corpus_bytes = os.path.getsize(corpus)
+    print(f"corpus: {args.messages} lines, {corpus_bytes} bytes ({corpus_bytes / args.messages:.1f} B/line); "
+          f"{os.cpu_count()} cores; sink {args.sink}; {args.runs} runs per case (min / median / max)")
+    print("| transport | sender | conns | msg/s | MB/s | sluice CPU s | µs CPU/msg | peak RSS MB | written / sent (kernel drops) |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for case in args.cases.split(","):
+        transport, sender = case.split(":")
+        results = [run_once(binary, corpus, corpus_bytes, args.messages, transport, sender,
+                            args.connections, args.sink, work) for _ in range(args.runs)]
+        def span(key, fmt):
+            values = sorted(r[key] for r in results)
+            return " / ".join(fmt.format(v) for v in (values[0], statistics.median(values), values[-1]))
+        r = results[-1]
+        print(f"| {transport} | {sender} | {args.connections} | {span('msg_per_s', '{:,.0f}')} | {span('mb_per_s', '{:.1f}')} "
+              f"| {span('cpu_s', '{:.2f}')} | {span('us_cpu_per_msg', '{:.1f}')} | {span('peak_rss_mb', '{:.0f}')} "
+              f"| {r['written']} / {r['sent']} ({r['kernel_dropped']}) |", flush=True)
+        with open(os.path.join(work, "results.jsonl"), "a") as f:
+            for result in results:
+                f.write(json.dumps(result) + "\n")
+    print(f"raw results: {work}/results.jsonl")
+
+
+if __name__ == "__main__":
+    main()

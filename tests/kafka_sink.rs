@@ -1,0 +1,265 @@
+//! The Kafka sink of a real `sluice run` against librdkafka's mock cluster (in this test
+//! process, on real loopback sockets): routing, keys, headers, the dead-letter topic, and
+//! fault injection (request errors, a broker down) with exact counts.
+//! The same against a real broker is in tests/e2e_kafka.rs.
+
+mod common;
+
+use std::time::Duration;
+
+use common::kafka::{consume, header, json, key};
+use common::server::{tcp_send, Sluice};
+use rdkafka::mocking::MockCluster;
+use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn seed(file: &str) -> String {
+    let text = std::fs::read_to_string(common::repo_root().join("tests/seeds").join(file)).unwrap();
+    text.lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap()
+        .to_string()
+}
+
+fn config(brokers: &str, sink_extra: &str) -> String {
+    format!(
+        "[[listener]]\nname = \"tcp\"\ntransport = \"tcp\"\naddress = \"127.0.0.1:0\"\n\n\
+         [sink]\ntype = \"kafka\"\nbrokers = \"{brokers}\"\n{sink_extra}\n"
+    )
+}
+
+#[test]
+fn events_are_routed_keyed_and_labelled_and_bad_ones_dead_lettered() {
+    let cluster = MockCluster::new(1).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    for topic in [
+        "siem.kaspersky_kata",
+        "siem.perception_point",
+        "sluice.deadletter",
+    ] {
+        cluster.create_topic(topic, 2, 1).unwrap();
+    }
+    let sluice = Sluice::start(&config(&brokers, "topic = \"siem.{sluice.grammar}\"\n"));
+    let kata = seed("kaspersky_kata.log");
+    let pp = seed("perception_point.log");
+    let mut stream = String::new();
+    for i in 0..10 {
+        stream.push_str(&format!(
+            "<134>1 2026-11-23T10:00:00Z kata-node-{} kata - - - {kata}\n",
+            i % 2
+        ));
+        stream.push_str(&format!("<134>Feb  4 07:07:35 pp-relay {pp}\n"));
+    }
+    stream.push_str("<13>Jan 25 09:59:01 host app: no vendor format at all\n");
+    stream.push_str("\u{1}\u{2}binary junk\n");
+    tcp_send(sluice.addr("tcp"), stream.as_bytes());
+
+    let kata_events = consume(&brokers, "siem.kaspersky_kata", 2, 10, WAIT);
+    assert_eq!(kata_events.len(), 10);
+    for m in &kata_events {
+        let event = json(m);
+        common::assert_valid(&event);
+        assert_eq!(event["sluice"]["grammar"], "kaspersky_kata");
+        // Keyed by the reporting host: one node, one partition, in order.
+        let host = event["sluice"]["syslog"]["hostname"].as_str().unwrap();
+        assert_eq!(key(m).as_deref(), Some(host));
+        assert_eq!(
+            header(m, "content-type").as_deref(),
+            Some("application/json")
+        );
+        assert_eq!(header(m, "sluice-schema-version").as_deref(), Some("1"));
+        assert_eq!(
+            header(m, "sluice-grammar").as_deref(),
+            Some("kaspersky_kata")
+        );
+        assert_eq!(
+            header(m, "ocsf-class-uid"),
+            event["class_uid"].as_i64().map(|c| c.to_string())
+        );
+    }
+    let partitions: std::collections::BTreeMap<String, std::collections::BTreeSet<i32>> =
+        kata_events.iter().fold(Default::default(), |mut acc, m| {
+            use rdkafka::Message;
+            acc.entry(key(m).unwrap())
+                .or_default()
+                .insert(m.partition());
+            acc
+        });
+    assert!(partitions.values().all(|p| p.len() == 1), "{partitions:?}");
+
+    assert_eq!(
+        consume(&brokers, "siem.perception_point", 2, 10, WAIT).len(),
+        10
+    );
+    let dead = consume(&brokers, "sluice.deadletter", 2, 2, WAIT);
+    assert_eq!(dead.len(), 2);
+    for m in &dead {
+        let record = json(m);
+        assert_eq!(record["status"], "unrecognised");
+        assert_eq!(record["received"]["listener"], "tcp");
+        assert!(record["received"]["peer"]
+            .as_str()
+            .unwrap()
+            .starts_with("127.0.0.1:"));
+        assert!(record["errors"][0]["code"].is_string());
+        use base64::Engine;
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(record["raw_base64"].as_str().unwrap())
+            .unwrap();
+        assert!(stream
+            .as_bytes()
+            .windows(raw.len())
+            .any(|w| w == raw.as_slice()));
+        assert_eq!(
+            header(m, "sluice-parse-status").as_deref(),
+            Some("unrecognised")
+        );
+    }
+    assert_eq!(
+        sluice.wait_metric(
+            "sluice_events_delivered_total",
+            &[("topic", "siem.kaspersky_kata")],
+            10.0
+        ),
+        10.0
+    );
+    assert_eq!(
+        sluice.metric(
+            "sluice_events_delivered_total",
+            &[("topic", "siem.perception_point")]
+        ),
+        10.0
+    );
+    assert_eq!(
+        sluice.metric(
+            "sluice_events_dead_lettered_total",
+            &[("topic", "sluice.deadletter")]
+        ),
+        2.0
+    );
+    let stopped = sluice.stop();
+    assert!(stopped.status.success());
+    let report = stopped
+        .logs
+        .iter()
+        .find(|l| l["message"] == "stopped; everything accepted was written")
+        .unwrap();
+    assert_eq!(report["written"], 22);
+}
+
+#[test]
+fn retriable_errors_and_a_broker_outage_lose_nothing_and_duplicate_nothing() {
+    let cluster = MockCluster::new(3).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    cluster.create_topic("sluice.events", 3, 3).unwrap();
+    let sluice = Sluice::start(&config(
+        &brokers,
+        "properties = { \"retry.backoff.ms\" = \"50\" }\n",
+    ));
+    let addr = sluice.addr("tcp");
+    let send = |from: usize, to: usize| {
+        let text: String = (from..to)
+            .map(|i| format!("<134>1 2026-11-23T10:00:00Z host-{} app - - - CEF:0|Acme|Probe|1.0|100|n={i}|3|cs1={i}\n", i % 7))
+            .collect();
+        tcp_send(addr, text.as_bytes());
+    };
+    // Produce requests fail with retriable errors for a while.
+    cluster.request_errors(
+        RDKafkaApiKey::Produce,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS; 10],
+    );
+    send(0, 300);
+    // Then every broker goes away while more arrive, and comes back.
+    for b in 1..=3 {
+        cluster.broker_down(b).unwrap();
+    }
+    send(300, 600);
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(sluice.metric("sluice_events_delivered_total", &[]) < 600.0);
+    for b in 1..=3 {
+        cluster.broker_up(b).unwrap();
+    }
+    let messages = consume(&brokers, "sluice.events", 3, 600, Duration::from_secs(60));
+    let mut seen: Vec<u64> = messages
+        .iter()
+        .map(|m| {
+            json(m)["unmapped"]["cef"]["cs1"]
+                .as_str()
+                .unwrap()
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        (0..600).collect::<Vec<u64>>(),
+        "each event exactly once"
+    );
+    assert_eq!(
+        sluice.wait_metric("sluice_events_delivered_total", &[], 600.0),
+        600.0
+    );
+    assert_eq!(sluice.metric("sluice_events_dropped_total", &[]), 0.0);
+    assert!(sluice.stop().status.success());
+}
+
+#[test]
+fn an_unknown_topic_is_a_counted_fatal_drop() {
+    let cluster = MockCluster::new(1).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    cluster
+        .topic_error(
+            "sluice.events",
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART,
+        )
+        .unwrap();
+    // librdkafka waits this long for a topic to appear before failing its messages (30 s by
+    // default).
+    let sluice = Sluice::start(&config(
+        &brokers,
+        "properties = { \"topic.metadata.propagation.max.ms\" = \"1000\" }\n",
+    ));
+    tcp_send(
+        sluice.addr("tcp"),
+        b"<134>1 2026-11-23T10:00:00Z h app - - - CEF:0|Acme|Probe|1.0|100|lost|3|src=192.0.2.1\n",
+    );
+    assert_eq!(
+        sluice.wait_metric(
+            "sluice_events_dropped_total",
+            &[("reason", "unknown_topic")],
+            1.0
+        ),
+        1.0
+    );
+    let logs = sluice.logs();
+    assert!(
+        logs.iter()
+            .any(|l| l["reason"] == "unknown_topic" && l["level"] == "ERROR"),
+        "{}",
+        common::server::dump(&logs)
+    );
+}
+
+#[test]
+fn a_bad_librdkafka_property_stops_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sluice.toml");
+    std::fs::write(
+        &path,
+        config(
+            "127.0.0.1:1",
+            "properties = { \"no.such.property\" = \"1\" }\n",
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["run", "--metrics", "", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("no.such.property"), "{stderr}");
+}
