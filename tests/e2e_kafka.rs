@@ -20,7 +20,6 @@ use std::time::{Duration, Instant};
 
 use common::kafka::{consume, header, json, key};
 use common::server::Sluice;
-use rdkafka::Message as _;
 
 const WAIT: Duration = Duration::from_secs(120);
 
