@@ -604,14 +604,7 @@ impl Config {
                     file: String::new(),
                     line: None,
                     key: format!("listener[{i}].grammar"),
-                    message: format!(
-                        "no grammar named {name:?}; loaded: {}",
-                        grammars
-                            .iter()
-                            .map(|g| g.name.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
+                    message: format!("no grammar named {name:?}; loaded: {}", grammars.names()),
                 })
             })
             .collect();

@@ -131,15 +131,14 @@ enum LogFormat {
     Json,
 }
 
+/// One error that lists several problems, one per indented line.
+fn error_list<E: std::fmt::Display>(title: &str, errors: &[E]) -> anyhow::Error {
+    let lines: Vec<String> = errors.iter().map(|e| format!("  {e}")).collect();
+    anyhow::anyhow!("{title}:\n{}", lines.join("\n"))
+}
+
 fn config_errors(errors: Vec<sluice::config::ConfigError>) -> anyhow::Error {
-    anyhow::anyhow!(
-        "invalid configuration:\n{}",
-        errors
-            .iter()
-            .map(|e| format!("  {e}"))
-            .collect::<Vec<_>>()
-            .join("\n")
-    )
+    error_list("invalid configuration", &errors)
 }
 
 /// The configuration of `sluice run`: the file (or the embedded default) with the flags
@@ -220,16 +219,9 @@ fn main() -> ExitCode {
 
 fn load_grammars(dir: Option<&PathBuf>) -> anyhow::Result<GrammarSet> {
     match dir {
-        Some(dir) => GrammarSet::with_dir(dir).map_err(|errors| {
-            anyhow::anyhow!(
-                "invalid grammars:\n{}",
-                errors
-                    .iter()
-                    .map(|e| format!("  {e}"))
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            )
-        }),
+        Some(dir) => {
+            GrammarSet::with_dir(dir).map_err(|errors| error_list("invalid grammars", &errors))
+        }
         None => Ok(GrammarSet::embedded()?),
     }
 }

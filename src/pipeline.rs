@@ -138,14 +138,7 @@ impl Pipeline {
     pub fn new(grammars: GrammarSet, options: ParseOptions) -> Result<Pipeline, String> {
         let forced = match &options.grammar {
             Some(name) => Some(grammars.get(name).cloned().ok_or_else(|| {
-                format!(
-                    "no grammar named {name:?}; loaded: {}",
-                    grammars
-                        .iter()
-                        .map(|g| g.name.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )
+                format!("no grammar named {name:?}; loaded: {}", grammars.names())
             })?),
             None => None,
         };

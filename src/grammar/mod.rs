@@ -84,6 +84,15 @@ impl GrammarSet {
         self.grammars.iter().find(|g| g.name == name)
     }
 
+    /// The loaded grammars' names, comma-separated (for error messages).
+    pub fn names(&self) -> String {
+        self.grammars
+            .iter()
+            .map(|g| g.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = &Arc<Grammar>> {
         self.grammars.iter()
     }

@@ -297,3 +297,11 @@ pub fn raw(events: &[Value]) -> Vec<String> {
         .map(|e| e["raw_data"].as_str().unwrap_or_default().to_string())
         .collect()
 }
+
+/// Asserts that sluice closes `stream` from its side (within 10 s) without sending anything.
+pub fn assert_closed_by_sluice(stream: &mut TcpStream) {
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    assert_eq!(stream.read(&mut [0u8; 8]).unwrap_or(0), 0);
+}
