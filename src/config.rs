@@ -244,6 +244,7 @@ impl Kafka {
         }
     }
 
+    #[cfg(feature = "kafka")]
     pub fn client_config(&self) -> rdkafka::ClientConfig {
         crate::sink::kafka::client_config(&self.brokers, &self.compression, &self.properties)
     }

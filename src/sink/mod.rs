@@ -17,6 +17,7 @@ use tokio::sync::mpsc;
 use crate::config;
 use crate::Status;
 
+#[cfg(feature = "kafka")]
 pub mod kafka;
 pub mod route;
 
@@ -94,9 +95,17 @@ impl Sink for NullSink {
 /// acknowledged).
 pub fn open(config: &config::Sink, written: &Arc<AtomicU64>) -> io::Result<Box<dyn Sink>> {
     Ok(match config {
+        #[cfg(feature = "kafka")]
         config::Sink::Kafka(k) => Box::new(
             kafka::KafkaSink::new(&k.client_config(), written.clone()).map_err(io::Error::other)?,
         ),
+        #[cfg(not(feature = "kafka"))]
+        config::Sink::Kafka(_) => {
+            let _ = written;
+            return Err(io::Error::other(
+                "this sluice was built without the kafka feature",
+            ));
+        }
         config::Sink::Stdout => Box::new(LineSink::new(
             "stdout",
             io::BufWriter::with_capacity(256 * 1024, io::stdout()),

@@ -2,6 +2,7 @@
 //! the OCSF class schemas from `../shared/ocsf` (when present), and subset matching.
 #![allow(dead_code)]
 
+#[cfg(feature = "kafka")]
 pub mod kafka;
 pub mod pki;
 pub mod server;
