@@ -177,8 +177,16 @@ pub enum Sink {
     /// NDJSON on standard output.
     #[default]
     Stdout,
-    /// NDJSON appended to a file.
-    File { path: PathBuf },
+    /// NDJSON appended to a file, rotated by size.
+    File {
+        path: PathBuf,
+        /// Rotate when the file would grow past this many bytes; 0 never rotates.
+        #[serde(default)]
+        max_bytes: u64,
+        /// Rotated files kept (`path.1` is the newest).
+        #[serde(default = "default_keep")]
+        keep: usize,
+    },
     /// Discard events after parsing (benchmarks).
     Null,
     /// Kafka, with routing, a dead-letter topic and acknowledged delivery.
@@ -211,6 +219,21 @@ pub struct Kafka {
     /// `linger.ms`, …); these override sluice's defaults.
     #[serde(default)]
     pub properties: BTreeMap<String, String>,
+}
+
+fn default_keep() -> usize {
+    5
+}
+
+impl Sink {
+    /// NDJSON to `path`, never rotated.
+    pub fn file(path: PathBuf) -> Sink {
+        Sink::File {
+            path,
+            max_bytes: 0,
+            keep: default_keep(),
+        }
+    }
 }
 
 pub const DEFAULT_TOPIC: &str = "sluice.events";

@@ -185,7 +185,7 @@ fn run_config(args: &RunArgs) -> anyhow::Result<(Config, GrammarSet)> {
         config.general.grammar_dir = Some(dir.clone());
     }
     if let Some(path) = &args.output {
-        config.sink = sluice::config::Sink::File { path: path.clone() };
+        config.sink = sluice::config::Sink::file(path.clone());
     }
     if let Some(brokers) = &args.kafka_brokers {
         match &mut config.sink {

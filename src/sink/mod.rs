@@ -17,6 +17,7 @@ use tokio::sync::mpsc;
 use crate::config;
 use crate::Status;
 
+pub mod file;
 #[cfg(feature = "kafka")]
 pub mod kafka;
 pub mod route;
@@ -110,17 +111,11 @@ pub fn open(config: &config::Sink, written: &Arc<AtomicU64>) -> io::Result<Box<d
             "stdout",
             io::BufWriter::with_capacity(256 * 1024, io::stdout()),
         )),
-        config::Sink::File { path } => {
-            let file = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
-            Box::new(LineSink::new(
-                "file",
-                io::BufWriter::with_capacity(256 * 1024, file),
-            ))
-        }
+        config::Sink::File {
+            path,
+            max_bytes,
+            keep,
+        } => Box::new(file::RotatingFile::open(path.clone(), *max_bytes, *keep)?),
         config::Sink::Null => Box::new(NullSink),
     })
 }
