@@ -3,7 +3,12 @@
 syslog-ng's loggen (and, for TCP, a near-free `cat`-style sender), and reports messages/s,
 MB/s, sluice's CPU seconds and µs of CPU per message, and its peak RSS.
 
-    python3 bench/ingest.py [--messages N] [--connections C] [--sink null|file] [--runs R]
+    python3 bench/ingest.py [--messages N] [--connections C] [--sink null|file|kafka] [--runs R]
+    python3 bench/ingest.py --sink kafka --partitions 3 --compression zstd [--rate MSG_PER_S]
+
+With `--sink kafka` it starts a tansu broker on loopback (deploy/dev/tansu.sh install) and
+also reports the latency from receiving a message to the broker's acknowledgement (p50 and
+p99, interpolated within sluice's histogram buckets).
 
 Needs loggen (deploy/dev/install-test-tools.sh). A benchmark, not a test: nothing is
 asserted about speed; every run checks that each message sent was counted.
@@ -44,6 +49,29 @@ def metric(address, name, labels=()):
     return total
 
 
+def quantile(address, name, q):
+    """The q-quantile of a Prometheus histogram, interpolated within its bucket."""
+    body = urllib.request.urlopen(f"http://{address}/metrics", timeout=5).read().decode()
+    buckets = []
+    for line in body.splitlines():
+        if line.startswith(name + "_bucket{"):
+            series, value = line.rsplit(" ", 1)
+            le = series.split('le="')[1].split('"')[0]
+            buckets.append((float("inf") if le == "+Inf" else float(le), float(value)))
+    buckets.sort()
+    if not buckets or buckets[-1][1] == 0:
+        return float("nan")
+    rank = q * buckets[-1][1]
+    lower_bound, lower_count = 0.0, 0.0
+    for bound, count in buckets:
+        if count >= rank:
+            if bound == float("inf"):
+                return lower_bound
+            return lower_bound + (bound - lower_bound) * (rank - lower_count) / max(count - lower_count, 1e-9)
+        lower_bound, lower_count = bound, count
+    return float("nan")
+
+
 def free_port():
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
@@ -60,7 +88,16 @@ def certificates(directory):
     return cert, key
 
 
-def run_once(binary, corpus, corpus_bytes, lines, transport, sender, connections, sink, work):
+def start_broker(partitions):
+    port = free_port()
+    out = subprocess.run(["bash", os.path.join(ROOT, "deploy/dev/tansu.sh"), "start", str(port)],
+                         check=True, capture_output=True, text=True)
+    sh("bash", os.path.join(ROOT, "deploy/dev/tansu.sh"), "topic", "sluice.events", str(partitions), str(port))
+    sh("bash", os.path.join(ROOT, "deploy/dev/tansu.sh"), "topic", "sluice.deadletter", "1", str(port))
+    return out.stdout.strip(), port
+
+
+def run_once(binary, corpus, corpus_bytes, lines, transport, sender, connections, sink, work, opts):
     port, metrics_port = free_port(), free_port()
     address = f"127.0.0.1:{port}"
     metrics_address = f"127.0.0.1:{metrics_port}"
@@ -72,7 +109,11 @@ def run_once(binary, corpus, corpus_bytes, lines, transport, sender, connections
         cert, key = certificates(work)
         config.append(f'[listener.tls]\ncert = "{cert}"\nkey = "{key}"\n')
     out_path = os.path.join(work, "events.ndjson")
-    if sink == "file":
+    broker_port = None
+    if sink == "kafka":
+        brokers, broker_port = start_broker(opts.partitions)
+        config.append(f'[sink]\ntype = "kafka"\nbrokers = "{brokers}"\ncompression = "{opts.compression}"\n')
+    elif sink == "file":
         config.append(f'[sink]\ntype = "file"\npath = "{out_path}"\n')
     else:
         config.append('[sink]\ntype = "null"\n')
@@ -107,25 +148,31 @@ def run_once(binary, corpus, corpus_bytes, lines, transport, sender, connections
     else:
         mode = {"tcp": ["-i", "-S"], "udp": ["-i", "-D"], "tls": ["-U"]}[transport]
         sh("loggen", *mode, "-R", corpus, "-d", f"--active-connections={connections}",
-           "-r", "100000000", "-I", "3600", "127.0.0.1", str(port),
+           "-r", str(opts.rate or 100000000), "-I", "3600", "127.0.0.1", str(port),
            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     sent_done = time.time()
     # Done when everything sent is written (or, for UDP, written + dropped by the kernel).
     last, stable_since = -1, time.time()
     while True:
-        written = metric(metrics_address, "sluice_events_written_total")
+        written = metric(metrics_address, "sluice_events_delivered_total" if sink == "kafka" else "sluice_events_written_total")
         dropped = metric(metrics_address, "sluice_udp_datagrams_dropped_total")
         if written + dropped >= expected:
             break
         if written != last:
             last, stable_since = written, time.time()
-        elif time.time() - stable_since > 5:
+        elif time.time() - stable_since > 15:
             break
         time.sleep(0.01)
     t1 = time.time()
     cpu1, rss = proc_stats(proc.pid)
+    latency = {}
+    if sink == "kafka":
+        for q in (0.5, 0.99):
+            latency[q] = quantile(metrics_address, "sluice_kafka_delivery_seconds", q)
     proc.send_signal(signal.SIGTERM)
     proc.wait(timeout=60)
+    if broker_port:
+        subprocess.run(["bash", os.path.join(ROOT, "deploy/dev/tansu.sh"), "stop", str(broker_port)], check=False)
     seconds = t1 - t0
     return {
         "transport": transport, "sender": sender, "connections": connections, "sink": sink,
@@ -134,6 +181,7 @@ def run_once(binary, corpus, corpus_bytes, lines, transport, sender, connections
         "mb_per_s": corpus_bytes * connections * (written / expected) / seconds / 1e6,
         "cpu_s": cpu1 - cpu0, "us_cpu_per_msg": (cpu1 - cpu0) / max(written, 1) * 1e6,
         "peak_rss_mb": rss / 1e6, "sender_s": sent_done - t0,
+        "p50_ms": latency.get(0.5, float("nan")) * 1000, "p99_ms": latency.get(0.99, float("nan")) * 1000,
     }
 
 
@@ -141,7 +189,10 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--messages", type=int, default=200_000, help="corpus lines (sent once per connection)")
     p.add_argument("--connections", type=int, default=1)
-    p.add_argument("--sink", choices=["null", "file"], default="null")
+    p.add_argument("--sink", choices=["null", "file", "kafka"], default="null")
+    p.add_argument("--partitions", type=int, default=1, help="kafka: partitions of sluice.events")
+    p.add_argument("--compression", default="zstd", help="kafka: none, gzip, snappy, lz4, zstd")
+    p.add_argument("--rate", type=int, default=0, help="loggen messages/s per connection (0: as fast as it can)")
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--cases", default="tcp:cat,tcp:loggen,tls:loggen,udp:loggen")
     args = p.parse_args()
@@ -154,21 +205,22 @@ def main():
     with open(corpus, "wb") as f:
         sh("cargo", "run", "--release", "--quiet", "--example", "corpus", "--", str(args.messages), cwd=ROOT, stdout=f)
     corpus_bytes = os.path.getsize(corpus)
+    kafka = f" ({args.partitions} partitions, {args.compression})" if args.sink == "kafka" else ""
     print(f"corpus: {args.messages} lines, {corpus_bytes} bytes ({corpus_bytes / args.messages:.1f} B/line); "
-          f"{os.cpu_count()} cores; sink {args.sink}; {args.runs} runs per case (min / median / max)")
-    print("| transport | sender | conns | msg/s | MB/s | sluice CPU s | µs CPU/msg | peak RSS MB | written / sent (kernel drops) |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          f"{os.cpu_count()} cores; sink {args.sink}{kafka}; {args.runs} runs per case (min / median / max)")
+    print("| transport | sender | conns | msg/s | MB/s | sluice CPU s | µs CPU/msg | peak RSS MB | written / sent (kernel drops) | p50 / p99 ms to ack |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for case in args.cases.split(","):
         transport, sender = case.split(":")
         results = [run_once(binary, corpus, corpus_bytes, args.messages, transport, sender,
-                            args.connections, args.sink, work) for _ in range(args.runs)]
+                            args.connections, args.sink, work, args) for _ in range(args.runs)]
         def span(key, fmt):
             values = sorted(r[key] for r in results)
             return " / ".join(fmt.format(v) for v in (values[0], statistics.median(values), values[-1]))
         r = results[-1]
         print(f"| {transport} | {sender} | {args.connections} | {span('msg_per_s', '{:,.0f}')} | {span('mb_per_s', '{:.1f}')} "
               f"| {span('cpu_s', '{:.2f}')} | {span('us_cpu_per_msg', '{:.1f}')} | {span('peak_rss_mb', '{:.0f}')} "
-              f"| {r['written']} / {r['sent']} ({r['kernel_dropped']}) |", flush=True)
+              f"| {r['written']} / {r['sent']} ({r['kernel_dropped']}) | {span('p50_ms', '{:.1f}')} ; {span('p99_ms', '{:.1f}')} |", flush=True)
         with open(os.path.join(work, "results.jsonl"), "a") as f:
             for result in results:
                 f.write(json.dumps(result) + "\n")

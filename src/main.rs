@@ -32,7 +32,8 @@ enum Command {
     /// Receive syslog over TCP, UDP and TLS and write normalised events. With no listener
     /// given, listens on TCP and UDP 127.0.0.1:5514 and writes NDJSON to stdout.
     Run(Box<RunArgs>),
-    /// Check a configuration file (and the grammars it names) and exit.
+    /// Check a configuration file, the grammars it names, its certificates and its Kafka
+    /// settings, without binding or connecting; exit 0 when it would start.
     CheckConfig {
         #[arg(long, short)]
         config: PathBuf,
@@ -255,6 +256,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let config = Config::from_file(&config).map_err(config_errors)?;
             let grammars = load_grammars(config.general.grammar_dir.as_ref())?;
             config.validate_grammars(&grammars).map_err(config_errors)?;
+            sluice::run::preflight(&config)
+                .map_err(|problems| error_list("invalid configuration", &problems))?;
             for l in &config.listeners {
                 println!(
                     "ok  listener {:?}: {} {}{}",

@@ -273,3 +273,40 @@ fn a_sender_that_never_reads_loses_nothing_when_it_closes() {
     let events = sluice.wait_events(connections * per_connection, WAIT);
     assert_eq!(events.len(), connections * per_connection);
 }
+
+#[test]
+fn check_config_loads_the_certificates_without_binding() {
+    let pki = Pki::new();
+    let config = pki.path("sluice.toml");
+    // Port 1 would need privileges to bind: check-config must not try.
+    std::fs::write(
+        &config,
+        pki.listener(false, "")
+            .replace("127.0.0.1:0", "127.0.0.1:1"),
+    )
+    .unwrap();
+    let check = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(["check-config", "--config", &config])
+            .output()
+            .unwrap()
+    };
+    let out = check();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ok  listener \"tls\": tls 127.0.0.1:1"));
+    std::fs::remove_file(pki.path("server.pem")).unwrap();
+    let out = check();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "listener \"tls\": cannot read certificate {}",
+            pki.path("server.pem")
+        )),
+        "{stderr}"
+    );
+}

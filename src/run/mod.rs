@@ -274,6 +274,32 @@ pub async fn run(
     Ok(report)
 }
 
+/// What `sluice check-config` checks beyond the file itself: every TLS certificate and key
+/// loads, and the Kafka settings make a producer (unknown librdkafka properties are caught
+/// here). Nothing is bound and nothing connects.
+pub fn preflight(config: &Config) -> Result<(), Vec<String>> {
+    let mut problems = Vec::new();
+    for l in &config.listeners {
+        if let Some(tls) = &l.tls {
+            if let Err(e) = TlsServer::new(tls.clone()) {
+                problems.push(format!("listener {:?}: {e}", l.name));
+            }
+        }
+    }
+    #[cfg(feature = "kafka")]
+    if let config::Sink::Kafka(k) = &config.sink {
+        use rdkafka::producer::BaseProducer;
+        if let Err(e) = k.client_config().create::<BaseProducer>() {
+            problems.push(format!("sink: Kafka producer settings: {e}"));
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems)
+    }
+}
+
 fn config_sink_name(sink: &config::Sink) -> &'static str {
     match sink {
         config::Sink::Stdout => "stdout",
