@@ -75,6 +75,16 @@ impl Delivery {
     }
 }
 
+/// Every reason an event can be dropped with.
+pub const DROP_REASONS: &[&str] = &[
+    "unknown_topic",
+    "message_too_large",
+    "not_authorised",
+    "invalid_topic",
+    "delivery_failed",
+    "produce_failed",
+];
+
 /// A bounded set of reasons for events that cannot be delivered at all.
 pub fn fatal_reason(code: RDKafkaErrorCode) -> Option<&'static str> {
     use RDKafkaErrorCode::*;
@@ -161,6 +171,12 @@ pub fn client_config(
 
 impl KafkaSink {
     pub fn new(config: &ClientConfig, written: Arc<AtomicU64>) -> Result<KafkaSink, String> {
+        // Zero series for every reason, so alerts on drops have something to watch.
+        for reason in DROP_REASONS {
+            counter!("sluice_events_dropped_total", "reason" => *reason).increment(0);
+            counter!("sluice_kafka_errors_total", "class" => "fatal", "code" => *reason)
+                .increment(0);
+        }
         let context = Delivery {
             written,
             latency: histogram!("sluice_kafka_delivery_seconds"),

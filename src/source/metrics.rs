@@ -22,6 +22,7 @@ pub mod refused {
     pub const ALLOWLIST: &str = "allowlist";
     pub const MAX_CONNECTIONS: &str = "max_connections";
     pub const MAX_CONNECTIONS_PER_IP: &str = "max_connections_per_ip";
+    pub const ALL: &[&str] = &[ALLOWLIST, MAX_CONNECTIONS, MAX_CONNECTIONS_PER_IP];
 }
 
 /// Why a connection ended.
@@ -31,6 +32,7 @@ pub mod closed {
     pub const FRAME_TIMEOUT: &str = "frame_timeout";
     pub const ERROR: &str = "error";
     pub const SHUTDOWN: &str = "shutdown";
+    pub const ALL: &[&str] = &[EOF, IDLE_TIMEOUT, FRAME_TIMEOUT, ERROR, SHUTDOWN];
 }
 
 /// Why a message was cut.
@@ -39,11 +41,44 @@ pub mod truncated {
     pub const CONNECTION_CLOSED: &str = "connection_closed";
     pub const FRAME_TIMEOUT: &str = "frame_timeout";
     pub const SHUTDOWN: &str = "shutdown";
+    pub const ALL: &[&str] = &[TOO_LONG, CONNECTION_CLOSED, FRAME_TIMEOUT, SHUTDOWN];
+}
+
+/// Why UDP datagrams were lost.
+pub mod udp_dropped {
+    pub const KERNEL_BUFFER_FULL: &str = "kernel_buffer_full";
+    pub const QUEUE_CLOSED: &str = "queue_closed";
 }
 
 impl ListenerMetrics {
+    /// Registers the listener's series at zero, so that dashboards and alerts see every
+    /// listener and reason from the start, not only after the first event.
     pub fn new(listener: &str, transport: &'static str) -> ListenerMetrics {
         let l = listener.to_string();
+        if transport == "udp" {
+            counter!("sluice_datagrams_refused_total", "listener" => l.clone(), "reason" => refused::ALLOWLIST).increment(0);
+            counter!("sluice_udp_datagrams_dropped_total", "listener" => l.clone(), "reason" => udp_dropped::KERNEL_BUFFER_FULL).increment(0);
+            counter!("sluice_messages_truncated_total", "listener" => l.clone(), "reason" => truncated::TOO_LONG).increment(0);
+        } else {
+            for reason in refused::ALL {
+                counter!("sluice_connections_refused_total", "listener" => l.clone(), "reason" => *reason).increment(0);
+            }
+            for reason in closed::ALL {
+                counter!("sluice_connections_closed_total", "listener" => l.clone(), "reason" => *reason).increment(0);
+            }
+            for reason in truncated::ALL {
+                counter!("sluice_messages_truncated_total", "listener" => l.clone(), "reason" => *reason).increment(0);
+            }
+        }
+        if transport == "tls" {
+            for reason in super::tls::HANDSHAKE_FAILURES {
+                counter!("sluice_tls_handshake_failures_total", "listener" => l.clone(), "reason" => *reason).increment(0);
+            }
+            for result in ["ok", "error"] {
+                counter!("sluice_tls_reloads_total", "listener" => l.clone(), "result" => result)
+                    .increment(0);
+            }
+        }
         ListenerMetrics {
             messages: counter!("sluice_messages_received_total", "listener" => l.clone(), "transport" => transport),
             bytes: counter!("sluice_bytes_received_total", "listener" => l.clone(), "transport" => transport),

@@ -210,7 +210,25 @@ pub fn subject_of(der: &[u8]) -> Option<String> {
         .map(|(_, cert)| cert.subject().to_string())
 }
 
-/// A bounded set of labels for handshake failures.
+/// Every label [`handshake_failure`] and the handshake timeout can give.
+pub const HANDSHAKE_FAILURES: &[&str] = &[
+    "timeout",
+    "client_closed",
+    "io_error",
+    "no_client_certificate",
+    "unknown_issuer",
+    "certificate_expired",
+    "certificate_not_yet_valid",
+    "certificate_revoked",
+    "bad_certificate",
+    "incompatible_client",
+    "not_tls",
+    "client_alert",
+    "protocol_error",
+    "other",
+];
+
+/// A bounded set of labels for handshake failures (all in [`HANDSHAKE_FAILURES`]).
 pub fn handshake_failure(error: &std::io::Error) -> &'static str {
     use rustls::{CertificateError, Error};
     if error.kind() == std::io::ErrorKind::UnexpectedEof {

@@ -20,7 +20,7 @@ use tokio::io::Interest;
 use tokio::net::UdpSocket;
 use tokio::sync::watch;
 
-use super::metrics::{refused, truncated, ListenerMetrics};
+use super::metrics::{refused, truncated, udp_dropped, ListenerMetrics};
 use super::{now_ms, Message, ReceiveInfo};
 use crate::config::Cidr;
 use crate::queue::Dispatcher;
@@ -191,7 +191,7 @@ impl DatagramListener {
         let count_drops = |total: u32, counted: &mut u32| {
             if total > *counted {
                 self.metrics
-                    .udp_dropped("kernel_buffer_full", u64::from(total - *counted));
+                    .udp_dropped(udp_dropped::KERNEL_BUFFER_FULL, u64::from(total - *counted));
                 *counted = total;
             }
         };
@@ -278,7 +278,7 @@ impl DatagramListener {
                     .await
                 {
                     self.metrics
-                        .udp_dropped("queue_closed", closed.0.len() as u64);
+                        .udp_dropped(udp_dropped::QUEUE_CLOSED, closed.0.len() as u64);
                     return;
                 }
             }

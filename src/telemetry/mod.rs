@@ -32,9 +32,149 @@ pub fn install() -> PrometheusHandle {
         .expect("bucket lists are not empty")
         .install_recorder()
         .expect("no other metrics recorder is installed");
+    describe();
     metrics::gauge!("sluice_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
     *guard = Some(handle.clone());
     handle
+}
+
+/// HELP text of every metric (docs/metrics.md has the labels and more).
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_gauge!(
+        "sluice_build_info",
+        "Always 1; the version label says which sluice runs."
+    );
+    describe_counter!(
+        "sluice_messages_received_total",
+        Unit::Count,
+        "Messages after framing, per listener and transport."
+    );
+    describe_counter!(
+        "sluice_bytes_received_total",
+        Unit::Bytes,
+        "Bytes read from sockets (TLS: after decryption)."
+    );
+    describe_counter!(
+        "sluice_connections_accepted_total",
+        Unit::Count,
+        "TCP/TLS connections accepted."
+    );
+    describe_gauge!(
+        "sluice_connections_open",
+        Unit::Count,
+        "TCP/TLS connections open now."
+    );
+    describe_counter!(
+        "sluice_connections_refused_total",
+        Unit::Count,
+        "Connections closed at once, by reason (allowlist, limits)."
+    );
+    describe_counter!(
+        "sluice_connections_closed_total",
+        Unit::Count,
+        "Connections ended, by reason."
+    );
+    describe_counter!(
+        "sluice_datagrams_refused_total",
+        Unit::Count,
+        "UDP datagrams from senders outside the allowlist."
+    );
+    describe_counter!(
+        "sluice_udp_datagrams_dropped_total",
+        Unit::Count,
+        "UDP datagrams lost, by reason (kernel_buffer_full: the socket buffer overflowed)."
+    );
+    describe_counter!(
+        "sluice_messages_truncated_total",
+        Unit::Count,
+        "Messages cut (kept, flagged message_truncated), by reason."
+    );
+    describe_counter!(
+        "sluice_bytes_discarded_total",
+        Unit::Bytes,
+        "Bytes thrown away after a cut, up to the next frame."
+    );
+    describe_counter!(
+        "sluice_framing_errors_total",
+        Unit::Count,
+        "Octet-counted frames that did not start with a length."
+    );
+    describe_counter!(
+        "sluice_tls_handshake_failures_total",
+        Unit::Count,
+        "TLS handshakes that failed, by reason."
+    );
+    describe_counter!(
+        "sluice_tls_reloads_total",
+        Unit::Count,
+        "Certificate reloads, by result."
+    );
+    describe_gauge!(
+        "sluice_queue_depth",
+        Unit::Count,
+        "Messages waiting for the parse workers."
+    );
+    describe_gauge!(
+        "sluice_queue_capacity",
+        Unit::Count,
+        "Capacity of the parse queue (general.queue_capacity)."
+    );
+    describe_histogram!(
+        "sluice_queue_blocked_seconds",
+        Unit::Seconds,
+        "Each wait of a listener for room in the parse queue (back-pressure)."
+    );
+    describe_counter!(
+        "sluice_parse_total",
+        Unit::Count,
+        "Parse outcomes by grammar and status."
+    );
+    describe_counter!(
+        "sluice_parse_errors_total",
+        Unit::Count,
+        "Parse errors by grammar and stable error code."
+    );
+    describe_counter!(
+        "sluice_events_written_total",
+        Unit::Count,
+        "Events written by the stdout, file or null sink."
+    );
+    describe_counter!(
+        "sluice_sink_errors_total",
+        Unit::Count,
+        "Write or flush errors of the stdout or file sink (retried)."
+    );
+    describe_counter!(
+        "sluice_events_delivered_total",
+        Unit::Count,
+        "Events acknowledged by Kafka, by topic."
+    );
+    describe_counter!(
+        "sluice_events_dead_lettered_total",
+        Unit::Count,
+        "Dead-letter records acknowledged by Kafka, by topic."
+    );
+    describe_counter!(
+        "sluice_events_dropped_total",
+        Unit::Count,
+        "Events Kafka refused for good, by reason."
+    );
+    describe_counter!(
+        "sluice_kafka_errors_total",
+        Unit::Count,
+        "Kafka errors: class client (retried) or fatal (dropped)."
+    );
+    describe_histogram!(
+        "sluice_kafka_delivery_seconds",
+        Unit::Seconds,
+        "From receiving a message to Kafka's acknowledgement of its event."
+    );
+    describe_histogram!(
+        "sluice_sink_blocked_seconds",
+        Unit::Seconds,
+        "Each wait of the Kafka sink for room in the producer queue."
+    );
 }
 
 /// Readiness as the endpoints report it: ready once every listener is bound and while the

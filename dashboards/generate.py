@@ -1,0 +1,111 @@
+#!/usr/bin/env python3
+"""Writes dashboards/sluice-overview.json, the Grafana dashboard of sluice's metrics.
+Edit the panel list here and run `python3 dashboards/generate.py`; commit both files.
+tests/observability.rs checks that every metric used here exists in a real scrape."""
+import json, os
+
+SEL = 'instance=~"$instance"'
+
+
+def ts(title, exprs, unit="short", description="", stack=False, width=12):
+    return {
+        "type": "timeseries", "title": title, "description": description,
+        "datasource": {"type": "prometheus", "uid": "${datasource}"},
+        "fieldConfig": {"defaults": {"unit": unit, "custom": {"stacking": {"mode": "normal" if stack else "none"}}}, "overrides": []},
+        "options": {"legend": {"displayMode": "table", "placement": "bottom", "calcs": ["lastNotNull", "max"]}},
+        "targets": [{"refId": chr(65 + i), "expr": e, "legendFormat": l} for i, (e, l) in enumerate(exprs)],
+        "gridPos": {"w": width, "h": 8},
+    }
+
+
+def row(title):
+    return {"type": "row", "title": title, "collapsed": False, "gridPos": {"w": 24, "h": 1}, "panels": []}
+
+
+panels = [
+    row("Ingest"),
+    ts("Messages received / s", [(f'sum by (listener, transport) (rate(sluice_messages_received_total{{{SEL}}}[$__rate_interval]))', "{{listener}} ({{transport}})")],
+       "msg/s", "Messages after framing, per listener and transport.", stack=True),
+    ts("Bytes received / s", [(f'sum by (listener) (rate(sluice_bytes_received_total{{{SEL}}}[$__rate_interval]))', "{{listener}}")], "Bps"),
+    ts("Connections open", [(f'sum by (listener) (sluice_connections_open{{{SEL}}})', "{{listener}}")], "short"),
+    ts("Refused / s", [
+        (f'sum by (listener, reason) (rate(sluice_connections_refused_total{{{SEL}}}[$__rate_interval]))', "connections {{listener}}: {{reason}}"),
+        (f'sum by (listener, reason) (rate(sluice_datagrams_refused_total{{{SEL}}}[$__rate_interval]))', "datagrams {{listener}}: {{reason}}"),
+    ], "short", "Allowlist and connection-limit refusals."),
+    ts("TLS handshake failures / s", [(f'sum by (listener, reason) (rate(sluice_tls_handshake_failures_total{{{SEL}}}[$__rate_interval]))', "{{listener}}: {{reason}}")], "short"),
+    ts("Messages cut or dropped / s", [
+        (f'sum by (listener, reason) (rate(sluice_messages_truncated_total{{{SEL}}}[$__rate_interval]))', "truncated {{listener}}: {{reason}}"),
+        (f'sum by (listener, reason) (rate(sluice_udp_datagrams_dropped_total{{{SEL}}}[$__rate_interval]))', "UDP dropped {{listener}}: {{reason}}"),
+    ], "short", "Truncated messages are kept (flagged); UDP drops are lost datagrams."),
+    row("Parsing"),
+    ts("Parse success ratio by grammar", [(
+        f'sum by (grammar) (rate(sluice_parse_total{{{SEL}, status="ok"}}[$__rate_interval])) / sum by (grammar) (rate(sluice_parse_total{{{SEL}}}[$__rate_interval]))',
+        "{{grammar}}")], "percentunit", "Share of events parsed without any error. grammar=none: messages no grammar took."),
+    ts("Parse outcomes / s", [(f'sum by (grammar, status) (rate(sluice_parse_total{{{SEL}}}[$__rate_interval]))', "{{grammar}} {{status}}")], "short", stack=True),
+    ts("Parse errors / s by code", [(f'sum by (grammar, code) (rate(sluice_parse_errors_total{{{SEL}}}[$__rate_interval]))', "{{grammar}}: {{code}}")],
+       "short", "Stable error codes, explained in docs/parse-errors.md.", width=24),
+    row("Pipeline"),
+    ts("Parse queue", [
+        (f'sum(sluice_queue_depth{{{SEL}}})', "depth"),
+        (f'sum(sluice_queue_capacity{{{SEL}}})', "capacity"),
+    ], "short", "Messages waiting for the parse workers."),
+    ts("Back-pressure (seconds waited per second)", [
+        (f'sum by (listener) (rate(sluice_queue_blocked_seconds_sum{{{SEL}}}[$__rate_interval]))', "listener {{listener}}"),
+        (f'sum by (sink) (rate(sluice_sink_blocked_seconds_sum{{{SEL}}}[$__rate_interval]))', "sink {{sink}}"),
+    ], "s", "Time listeners waited for room in the queue, and the sink for room in the producer queue."),
+    row("Sink"),
+    ts("Events out / s", [
+        (f'sum by (topic) (rate(sluice_events_delivered_total{{{SEL}}}[$__rate_interval]))', "delivered {{topic}}"),
+        (f'sum by (topic) (rate(sluice_events_dead_lettered_total{{{SEL}}}[$__rate_interval]))', "dead-lettered {{topic}}"),
+        (f'sum by (reason) (rate(sluice_events_dropped_total{{{SEL}}}[$__rate_interval]))', "dropped: {{reason}}"),
+        (f'sum by (sink) (rate(sluice_events_written_total{{{SEL}}}[$__rate_interval]))', "written ({{sink}})"),
+    ], "short", "Kafka: acknowledged by the broker. stdout/file: written."),
+    ts("Kafka delivery latency (receive → acknowledgement)", [
+        (f'histogram_quantile(0.5, sum by (le) (rate(sluice_kafka_delivery_seconds_bucket{{{SEL}}}[$__rate_interval])))', "p50"),
+        (f'histogram_quantile(0.99, sum by (le) (rate(sluice_kafka_delivery_seconds_bucket{{{SEL}}}[$__rate_interval])))', "p99"),
+    ], "s"),
+    ts("Kafka errors / s", [(f'sum by (class, code) (rate(sluice_kafka_errors_total{{{SEL}}}[$__rate_interval]))', "{{class}}: {{code}}")], "short",
+       "client: retried by librdkafka (broker down, timeouts); fatal: the event was dropped."),
+    ts("Sink write errors / s", [(f'sum by (sink) (rate(sluice_sink_errors_total{{{SEL}}}[$__rate_interval]))', "{{sink}}")], "short"),
+]
+
+# Lay the panels out two to a row.
+x = y = 0
+for i, p in enumerate(panels):
+    p["id"] = i + 1
+    w, h = p["gridPos"]["w"], p["gridPos"]["h"]
+    if p["type"] == "row" or x + w > 24:
+        x = 0
+        y += 8 if i else 0
+    p["gridPos"].update({"x": x, "y": y})
+    if p["type"] == "row":
+        y += 1
+    else:
+        x += w
+        if x >= 24:
+            x, y = 0, y + h
+
+dashboard = {
+    "title": "sluice overview",
+    "uid": "sluice-overview",
+    "description": "Ingest, parsing, back-pressure and Kafka delivery of sluice. See dashboards/README.md.",
+    "tags": ["sluice", "syslog", "siem"],
+    "timezone": "browser",
+    "schemaVersion": 39,
+    "version": 1,
+    "refresh": "10s",
+    "time": {"from": "now-1h", "to": "now"},
+    "templating": {"list": [
+        {"name": "datasource", "type": "datasource", "query": "prometheus", "label": "Data source", "current": {}},
+        {"name": "instance", "type": "query", "label": "Instance", "datasource": {"type": "prometheus", "uid": "${datasource}"},
+         "query": {"query": "label_values(sluice_build_info, instance)", "refId": "instances"},
+         "definition": "label_values(sluice_build_info, instance)", "includeAll": True, "multi": True, "allValue": ".*",
+         "current": {"text": "All", "value": "$__all"}, "refresh": 2},
+    ]},
+    "panels": panels,
+}
+path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sluice-overview.json")
+with open(path, "w") as f:
+    json.dump(dashboard, f, indent=2)
+    f.write("\n")
+print(path)
