@@ -53,6 +53,9 @@ pub struct General {
     pub queue_capacity: usize,
     /// Time allowed after SIGTERM/SIGINT to finish frames already read and flush the sink.
     pub shutdown_timeout: Seconds,
+    /// Sources (grammar + reporting host) tracked one by one in the per-source metrics;
+    /// more are counted together as `other`.
+    pub max_sources: usize,
 }
 
 impl Default for General {
@@ -64,6 +67,7 @@ impl Default for General {
             workers: 0,
             queue_capacity: 65_536,
             shutdown_timeout: Seconds(Duration::from_secs(30)),
+            max_sources: 1000,
         }
     }
 }

@@ -185,6 +185,33 @@ fn counters_move_exactly_for_good_partial_and_garbage_input() {
         6.0
     );
     assert_eq!(sluice.metric("sluice_events_dropped_total", &[]), 0.0);
+    // Per source: grammar and reporting host (the syslog hostname here, or the peer).
+    assert_eq!(
+        value(
+            "sluice_source_messages_total",
+            &[("grammar", "kaspersky_kata")]
+        ),
+        3.0
+    );
+    assert_eq!(
+        value(
+            "sluice_source_messages_total",
+            &[("grammar", "none"), ("source", "127.0.0.1")]
+        ),
+        2.0
+    );
+    let last_seen = value(
+        "sluice_source_last_seen_timestamp_seconds",
+        &[("grammar", "perception_point")],
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!(
+        (now - last_seen).abs() < 60.0,
+        "last seen {last_seen}, now {now}"
+    );
     // Zero series exist before anything happens, for alerts to watch.
     assert!(scrape.contains("sluice_events_dropped_total{reason=\"unknown_topic\"} 0"));
     assert!(scrape.contains(

@@ -81,6 +81,7 @@ pub async fn run(
         config::Sink::Kafka(k) => Some(Arc::new(k.router().map_err(anyhow::Error::msg)?)),
         _ => None,
     };
+    let sources = crate::telemetry::sources::SourceTracker::new(config.general.max_sources);
     let (sink_tx, sink_rx) = mpsc::channel(workers * 4);
     let sink_thread = sink::spawn(
         sink,
@@ -95,9 +96,10 @@ pub async fn run(
             let pipeline = pipeline.clone();
             let sink_tx = sink_tx.clone();
             let router = router.clone();
+            let sources = sources.clone();
             std::thread::Builder::new()
                 .name(format!("sluice-parse-{i}"))
-                .spawn(move || workers::run(pipeline, queue, sink_tx, router))
+                .spawn(move || workers::run(pipeline, queue, sink_tx, router, sources))
                 .expect("spawn a parse worker")
         })
         .collect();

@@ -14,6 +14,7 @@ use crate::queue::WorkQueue;
 use crate::sink::route::{dead_letter_record, Router};
 use crate::sink::SinkRecord;
 use crate::source::Message;
+use crate::telemetry::sources::{SourceMetrics, SourceTracker};
 use crate::Status;
 
 /// How often one kind of parse failure is logged (with one sample), per worker.
@@ -24,15 +25,23 @@ pub fn run(
     mut queue: WorkQueue,
     sink: mpsc::Sender<Vec<SinkRecord>>,
     router: Option<Arc<Router>>,
+    sources: Arc<SourceTracker>,
 ) {
     let mut outcomes = Outcomes::default();
+    let mut sources = SourceMetrics::new(sources);
     while let Some(batch) = queue.recv_blocking() {
         let n = batch.len();
+        let now_seconds = crate::source::now_ms() as f64 / 1000.0;
         let records: Vec<SinkRecord> = batch
             .iter()
             .map(|message| {
                 let event = pipeline.parse(message);
                 let status = outcomes.record(&event, message);
+                sources.seen(
+                    event["sluice"]["grammar"].as_str().unwrap_or("none"),
+                    &event,
+                    now_seconds,
+                );
                 let route = router.as_ref().map(|r| r.route(&event, status));
                 let payload = match &route {
                     Some(r) if r.dead_letter => {

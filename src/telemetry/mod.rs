@@ -2,6 +2,7 @@
 //! small HTTP endpoint for `/metrics`, `/healthz` and `/readyz`.
 
 pub mod http;
+pub mod sources;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};

@@ -1,0 +1,138 @@
+//! Per-source health: when each source (grammar + reporting host) was last seen, and how
+//! much it sent. Sources are labels, so their number is capped: past the limit, new ones
+//! are counted together as `other` and a warning says so once.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use metrics::{counter, gauge, Counter, Gauge};
+use serde_json::Value;
+
+pub const OTHER: &str = "other";
+
+pub struct SourceTracker {
+    limit: usize,
+    admitted: Mutex<HashSet<(String, String)>>,
+    warned: AtomicBool,
+}
+
+impl SourceTracker {
+    pub fn new(limit: usize) -> Arc<SourceTracker> {
+        Arc::new(SourceTracker {
+            limit,
+            admitted: Mutex::new(HashSet::new()),
+            warned: AtomicBool::new(false),
+        })
+    }
+
+    /// The `source` label for this grammar and host: the host while under the limit.
+    fn label(&self, grammar: &str, host: &str) -> String {
+        let mut admitted = self.admitted.lock().unwrap_or_else(|p| p.into_inner());
+        let key = (grammar.to_string(), host.to_string());
+        if admitted.contains(&key) {
+            return host.to_string();
+        }
+        if admitted.len() < self.limit {
+            admitted.insert(key);
+            return host.to_string();
+        }
+        if !self.warned.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                limit = self.limit,
+                "more sources than general.max_sources; further ones are counted as source=\"other\""
+            );
+        }
+        OTHER.to_string()
+    }
+}
+
+/// The reporting host of an event: the device it names, else the syslog hostname, else the
+/// sender's address.
+pub fn reporting_host(event: &Value) -> String {
+    let device = &event["device"];
+    let found = device["hostname"]
+        .as_str()
+        .or(device["ip"].as_str())
+        .or(event["sluice"]["syslog"]["hostname"].as_str())
+        .or_else(|| {
+            event["sluice"]["received"]["peer"]
+                .as_str()
+                .map(|p| p.rsplit_once(':').map(|(ip, _)| ip).unwrap_or(p))
+        });
+    match found {
+        Some(h) if !h.is_empty() => h.trim_start_matches('[').trim_end_matches(']').to_string(),
+        _ => "unknown".to_string(),
+    }
+}
+
+/// One worker's handles, so a known source costs a hash lookup and two atomic updates.
+pub struct SourceMetrics {
+    tracker: Arc<SourceTracker>,
+    handles: HashMap<(String, String), (Gauge, Counter)>,
+}
+
+impl SourceMetrics {
+    pub fn new(tracker: Arc<SourceTracker>) -> SourceMetrics {
+        SourceMetrics {
+            tracker,
+            handles: HashMap::new(),
+        }
+    }
+
+    pub fn seen(&mut self, grammar: &str, event: &Value, now_seconds: f64) {
+        let host = reporting_host(event);
+        let key = (grammar.to_string(), host);
+        let (last_seen, messages) = match self.handles.get(&key) {
+            Some(h) => h,
+            None => {
+                let label = self.tracker.label(&key.0, &key.1);
+                let handles = (
+                    gauge!("sluice_source_last_seen_timestamp_seconds", "grammar" => key.0.clone(), "source" => label.clone()),
+                    counter!("sluice_source_messages_total", "grammar" => key.0.clone(), "source" => label),
+                );
+                // Bounded like the labels: a flood of hosts must not grow this map.
+                if self.handles.len() >= self.tracker.limit * 2 {
+                    self.handles.clear();
+                }
+                self.handles.entry(key).or_insert(handles)
+            }
+        };
+        last_seen.set(now_seconds);
+        messages.increment(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn host_comes_from_the_device_then_syslog_then_peer() {
+        assert_eq!(
+            reporting_host(&json!({"device": {"hostname": "kata-1"}})),
+            "kata-1"
+        );
+        assert_eq!(
+            reporting_host(
+                &json!({"sluice": {"syslog": {"hostname": "relay"}, "received": {"peer": "10.0.0.1:514"}}})
+            ),
+            "relay"
+        );
+        assert_eq!(
+            reporting_host(&json!({"sluice": {"received": {"peer": "[::1]:40000"}}})),
+            "::1"
+        );
+        assert_eq!(reporting_host(&json!({})), "unknown");
+    }
+
+    #[test]
+    fn sources_past_the_limit_are_other() {
+        let tracker = SourceTracker::new(2);
+        assert_eq!(tracker.label("g", "a"), "a");
+        assert_eq!(tracker.label("g", "b"), "b");
+        assert_eq!(tracker.label("g", "c"), OTHER);
+        assert_eq!(tracker.label("g", "a"), "a");
+    }
+}
