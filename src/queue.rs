@@ -108,6 +108,20 @@ impl Dispatcher {
         self.accepted.clone()
     }
 
+    /// Reads the depth without holding the queue open (a dispatcher clone would keep the
+    /// workers from ever seeing the end of input at shutdown).
+    pub fn depth_probe(&self) -> impl Fn() -> (usize, usize) + Send + Sync + 'static {
+        let room = Arc::downgrade(&self.room);
+        let capacity = self.capacity;
+        move || {
+            let free = room
+                .upgrade()
+                .map(|r| r.available_permits())
+                .unwrap_or(capacity);
+            (capacity - free, capacity)
+        }
+    }
+
     pub fn depth(&self) -> usize {
         self.capacity - self.room.available_permits()
     }

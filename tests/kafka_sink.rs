@@ -14,14 +14,6 @@ use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 
 const WAIT: Duration = Duration::from_secs(30);
 
-fn seed(file: &str) -> String {
-    let text = std::fs::read_to_string(common::repo_root().join("tests/seeds").join(file)).unwrap();
-    text.lines()
-        .find(|l| !l.trim().is_empty())
-        .unwrap()
-        .to_string()
-}
-
 fn config(brokers: &str, sink_extra: &str) -> String {
     format!(
         "[[listener]]\nname = \"tcp\"\ntransport = \"tcp\"\naddress = \"127.0.0.1:0\"\n\n\
@@ -41,8 +33,8 @@ fn events_are_routed_keyed_and_labelled_and_bad_ones_dead_lettered() {
         cluster.create_topic(topic, 2, 1).unwrap();
     }
     let sluice = Sluice::start(&config(&brokers, "topic = \"siem.{sluice.grammar}\"\n"));
-    let kata = seed("kaspersky_kata.log");
-    let pp = seed("perception_point.log");
+    let kata = common::server::seed_line("kaspersky_kata.log");
+    let pp = common::server::seed_line("perception_point.log");
     let mut stream = String::new();
     for i in 0..10 {
         stream.push_str(&format!(
@@ -254,12 +246,44 @@ fn a_bad_librdkafka_property_stops_the_start() {
         ),
     )
     .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["run", "--metrics", "", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("no.such.property"), "{stderr}");
+    common::server::assert_start_fails(&path, "no.such.property");
+}
+
+#[test]
+fn not_ready_while_no_broker_is_reachable() {
+    let cluster = MockCluster::new(1).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    cluster.create_topic("sluice.events", 1, 1).unwrap();
+    let sluice = Sluice::start(&config(&brokers, ""));
+    let line =
+        b"<134>1 2026-11-23T10:00:00Z h app - - - CEF:0|Acme|Probe|1.0|100|x|3|src=192.0.2.1\n";
+    tcp_send(sluice.addr("tcp"), line);
+    sluice.wait_metric("sluice_events_delivered_total", &[], 1.0);
+    assert_eq!(sluice.get("/readyz").0, 200);
+    cluster.broker_down(1).unwrap();
+    tcp_send(sluice.addr("tcp"), line);
+    let started = std::time::Instant::now();
+    let (status, body) = loop {
+        let (status, body) = sluice.get("/readyz");
+        if status != 200 || started.elapsed() > WAIT {
+            break (status, body);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(status, 503);
+    let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(body["status"], "not_ready");
+    assert!(
+        body["reasons"][0]
+            .as_str()
+            .unwrap()
+            .contains("no Kafka broker is reachable"),
+        "{body}"
+    );
+    cluster.broker_up(1).unwrap();
+    assert_eq!(
+        sluice.wait_metric("sluice_events_delivered_total", &[], 2.0),
+        2.0
+    );
+    assert_eq!(sluice.get("/readyz").0, 200);
 }

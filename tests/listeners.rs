@@ -18,14 +18,6 @@ fn listener(name: &str, transport: &str, extra: &str) -> String {
     )
 }
 
-fn seed_line(file: &str) -> String {
-    let text = std::fs::read_to_string(common::repo_root().join("tests/seeds").join(file)).unwrap();
-    text.lines()
-        .find(|l| !l.trim().is_empty())
-        .unwrap()
-        .to_string()
-}
-
 /// Each connection's (or sender's) event texts, in arrival order; the groups sorted.
 fn by_peer(events: &[Value]) -> Vec<Vec<String>> {
     let mut groups: Vec<(String, Vec<String>)> = Vec::new();
@@ -163,7 +155,7 @@ fn udp_datagrams_one_message_each_and_long_ones_cut() {
         "max_message_bytes = 1024\nsockets = 2\nreceive_buffer_bytes = 1048576",
     ));
     let addr = sluice.addr("udp");
-    let pp = seed_line("perception_point.log");
+    let pp = common::server::seed_line("perception_point.log");
     let long = format!("<13>Jan 25 09:59:01 host app: {}", "y".repeat(3000));
     let with_newline = "<13>Jan 25 09:59:01 host app: trailing newline\n";
     udp_send(
@@ -379,8 +371,8 @@ fn pinned_grammar_and_tags_reach_the_event() {
         "grammar = \"kaspersky_kata\"\ntags = { tenant = \"acme\", site = \"ams\" }",
     );
     let sluice = Sluice::start(&config);
-    let kata = seed_line("kaspersky_kata.log");
-    let pp = seed_line("perception_point.log");
+    let kata = common::server::seed_line("kaspersky_kata.log");
+    let pp = common::server::seed_line("perception_point.log");
     tcp_send(sluice.addr("kata"), format!("{kata}\n{pp}\n").as_bytes());
     let events = sluice.wait_events(2, WAIT);
     assert_eq!(events.len(), 2);
@@ -464,6 +456,10 @@ fn a_stalled_sink_stops_tcp_reads_and_loses_nothing() {
     assert!(!sender.is_finished(), "the sender was not held back");
     let depth = sluice.metric("sluice_queue_depth", &[]);
     assert!(depth <= 64.0, "queue depth {depth} over its capacity");
+    // A full queue is "not ready": a load balancer should send new senders elsewhere.
+    let (status, body) = sluice.get("/readyz");
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("parse queue"), "{body}");
     sluice.read_stdout();
     assert_eq!(sender.join().unwrap(), total);
     let events = sluice.wait_events(total, Duration::from_secs(60));
@@ -517,19 +513,12 @@ fn invalid_config_fails_at_start_with_file_line_and_key() {
         "[[listener]]\nname = \"x\"\ntransport = \"tcp\"\naddress = \"0.0.0.0:99999\"\n",
     )
     .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["run", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains(&format!(
+    common::server::assert_start_fails(
+        &path,
+        &format!(
             "{}:4: listener[0].address: invalid address \"0.0.0.0:99999\"",
             path.display()
-        )),
-        "{stderr}"
+        ),
     );
 }
 

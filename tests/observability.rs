@@ -15,14 +15,6 @@ use rdkafka::mocking::MockCluster;
 
 const WAIT: Duration = Duration::from_secs(20);
 
-fn seed(file: &str) -> String {
-    let text = std::fs::read_to_string(common::repo_root().join("tests/seeds").join(file)).unwrap();
-    text.lines()
-        .find(|l| !l.trim().is_empty())
-        .unwrap()
-        .to_string()
-}
-
 fn listeners() -> &'static str {
     "[[listener]]\nname = \"tcp\"\ntransport = \"tcp\"\naddress = \"127.0.0.1:0\"\n\n\
      [[listener]]\nname = \"udp\"\ntransport = \"udp\"\naddress = \"127.0.0.1:0\"\n\n\
@@ -32,8 +24,8 @@ fn listeners() -> &'static str {
 /// Drives every path that moves a metric: good, partial and unrecognised messages over TCP
 /// and UDP, plaintext on the TLS port. Returns the scrape.
 fn exercise(sluice: &Sluice) -> String {
-    let kata = seed("kaspersky_kata.log");
-    let pp = seed("perception_point.log");
+    let kata = common::server::seed_line("kaspersky_kata.log");
+    let pp = common::server::seed_line("perception_point.log");
     tcp_send(
         sluice.addr("tcp"),
         format!("{kata}\n{kata}\nnot a vendor format\n").as_bytes(),

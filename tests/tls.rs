@@ -48,22 +48,13 @@ fn server_subject(tls: &Tls) -> String {
     sluice::source::tls::subject_of(der).unwrap()
 }
 
-fn kata_line() -> String {
-    let text = std::fs::read_to_string(common::repo_root().join("tests/seeds/kaspersky_kata.log"))
-        .unwrap();
-    text.lines()
-        .find(|l| !l.trim().is_empty())
-        .unwrap()
-        .to_string()
-}
-
 #[test]
 fn mtls_client_is_accepted_and_its_subject_recorded() {
     let pki = Pki::new();
     let sluice = Sluice::start(&pki.listener(true, ""));
     let addr = sluice.addr("tls");
     let identity = leaf(&pki.ca, "kata-node-1", true);
-    let kata = kata_line();
+    let kata = common::server::seed_line("kaspersky_kata.log");
     for versions in [
         &[&rustls::version::TLS13][..],
         &[&rustls::version::TLS12][..],
@@ -233,19 +224,9 @@ fn a_certificate_that_does_not_load_stops_the_start_with_its_path() {
     std::fs::write(pki.path("server.key"), "not a key").unwrap();
     let config_path = Path::new(&pki.path("sluice.toml")).to_path_buf();
     std::fs::write(&config_path, pki.listener(false, "")).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["run", "--metrics", "", "--config"])
-        .arg(&config_path)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains(&format!(
-            "cannot read a private key from {}",
-            pki.path("server.key")
-        )),
-        "{stderr}"
+    common::server::assert_start_fails(
+        &config_path,
+        &format!("cannot read a private key from {}", pki.path("server.key")),
     );
 }
 

@@ -76,7 +76,7 @@ pub async fn run(
     let workers = config.workers();
     let (dispatcher, queues) = queue::bounded(workers, config.general.queue_capacity);
     let written = Arc::new(AtomicU64::new(0));
-    let sink = sink::open(&config.sink, &written).context("cannot open the sink")?;
+    let sink = sink::open(&config.sink, &written, &health).context("cannot open the sink")?;
     let router = match &config.sink {
         config::Sink::Kafka(k) => Some(Arc::new(k.router().map_err(anyhow::Error::msg)?)),
         _ => None,
@@ -187,6 +187,13 @@ pub async fn run(
         }
     }
     let accepted = dispatcher.accepted();
+    let depth = dispatcher.depth_probe();
+    health.add_probe(move || {
+        let (depth, capacity) = depth();
+        (depth * 10 >= capacity * 9).then(|| {
+            format!("parse queue: {depth} of {capacity} places taken; senders are being held back")
+        })
+    });
     drop(dispatcher);
     let metrics_server = match config.metrics.address.as_str() {
         "" => None,

@@ -11,7 +11,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::io;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -25,6 +25,7 @@ use rdkafka::Message as _;
 
 use super::{Sink, SinkRecord};
 use crate::source::now_ms;
+use crate::telemetry::Health;
 
 /// The producer settings sluice starts from; the configuration's `properties` override any.
 pub const DEFAULT_PROPERTIES: &[(&str, &str)] = &[
@@ -46,6 +47,9 @@ pub struct Pending {
 
 pub struct Delivery {
     written: Arc<AtomicU64>,
+    health: Arc<Health>,
+    /// No broker reachable, as librdkafka last said (cleared by the next acknowledgement).
+    brokers_down: AtomicBool,
     latency: Histogram,
     counters: Mutex<HashMap<(&'static str, String), Counter>>,
     last_logged: Mutex<HashMap<String, Instant>>,
@@ -100,8 +104,17 @@ pub fn fatal_reason(code: RDKafkaErrorCode) -> Option<&'static str> {
     })
 }
 
+const HEALTH_KEY: &str = "sink";
+
 impl ClientContext for Delivery {
     fn error(&self, error: KafkaError, reason: &str) {
+        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
+            self.brokers_down.store(true, Ordering::Relaxed);
+            self.health.set_problem(
+                HEALTH_KEY,
+                Some("no Kafka broker is reachable; events wait in memory".into()),
+            );
+        }
         let code = error
             .rdkafka_error_code()
             .map(|c| format!("{c:?}"))
@@ -120,6 +133,9 @@ impl ProducerContext for Delivery {
     fn delivery(&self, result: &DeliveryResult<'_>, pending: Box<Pending>) {
         match result {
             Ok(message) => {
+                if self.brokers_down.swap(false, Ordering::Relaxed) {
+                    self.health.set_problem(HEALTH_KEY, None);
+                }
                 let seconds = (now_ms() - pending.received_ms).max(0) as f64 / 1000.0;
                 self.latency.record(seconds);
                 let name = if pending.dead_letter {
@@ -170,7 +186,11 @@ pub fn client_config(
 }
 
 impl KafkaSink {
-    pub fn new(config: &ClientConfig, written: Arc<AtomicU64>) -> Result<KafkaSink, String> {
+    pub fn new(
+        config: &ClientConfig,
+        written: Arc<AtomicU64>,
+        health: Arc<Health>,
+    ) -> Result<KafkaSink, String> {
         // Zero series for every reason, so alerts on drops have something to watch.
         for reason in DROP_REASONS {
             counter!("sluice_events_dropped_total", "reason" => *reason).increment(0);
@@ -179,6 +199,8 @@ impl KafkaSink {
         }
         let context = Delivery {
             written,
+            health,
+            brokers_down: AtomicBool::new(false),
             latency: histogram!("sluice_kafka_delivery_seconds"),
             counters: Mutex::new(HashMap::new()),
             last_logged: Mutex::new(HashMap::new()),

@@ -94,15 +94,20 @@ impl Sink for NullSink {
 
 /// Opens the configured sink. `written` counts events once they are out (for Kafka: once
 /// acknowledged).
-pub fn open(config: &config::Sink, written: &Arc<AtomicU64>) -> io::Result<Box<dyn Sink>> {
+pub fn open(
+    config: &config::Sink,
+    written: &Arc<AtomicU64>,
+    health: &Arc<crate::telemetry::Health>,
+) -> io::Result<Box<dyn Sink>> {
     Ok(match config {
         #[cfg(feature = "kafka")]
         config::Sink::Kafka(k) => Box::new(
-            kafka::KafkaSink::new(&k.client_config(), written.clone()).map_err(io::Error::other)?,
+            kafka::KafkaSink::new(&k.client_config(), written.clone(), health.clone())
+                .map_err(io::Error::other)?,
         ),
         #[cfg(not(feature = "kafka"))]
         config::Sink::Kafka(_) => {
-            let _ = written;
+            let _ = (written, health);
             return Err(io::Error::other(
                 "this sluice was built without the kafka feature",
             ));

@@ -178,12 +178,16 @@ fn describe() {
     );
 }
 
-/// Readiness as the endpoints report it: ready once every listener is bound and while the
-/// sink is delivering; otherwise the reasons.
+type Probe = Box<dyn Fn() -> Option<String> + Send + Sync>;
+
+/// Readiness as the endpoints report it: ready once every listener is bound, while the
+/// sink can deliver, and while the parse queue has room; otherwise the reasons. A load
+/// balancer that sees "not ready" sends new connections to another sluice.
 #[derive(Default)]
 pub struct Health {
     listening: AtomicBool,
     problems: Mutex<Vec<String>>,
+    probes: Mutex<Vec<Probe>>,
 }
 
 impl Health {
@@ -203,6 +207,14 @@ impl Health {
         }
     }
 
+    /// A check run at each readiness request: `Some(reason)` when not ready.
+    pub fn add_probe(&self, probe: impl Fn() -> Option<String> + Send + Sync + 'static) {
+        self.probes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(Box::new(probe));
+    }
+
     /// `Ok` when ready, else the reasons.
     pub fn readiness(&self) -> Result<(), Vec<String>> {
         let mut reasons = self
@@ -210,6 +222,13 @@ impl Health {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
+        reasons.extend(
+            self.probes
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .filter_map(|probe| probe()),
+        );
         if !self.listening.load(Ordering::Acquire) {
             reasons.insert(0, "listeners: not bound (starting or stopping)".into());
         }

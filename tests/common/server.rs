@@ -305,3 +305,25 @@ pub fn assert_closed_by_sluice(stream: &mut TcpStream) {
         .unwrap();
     assert_eq!(stream.read(&mut [0u8; 8]).unwrap_or(0), 0);
 }
+
+/// The first non-empty line of a seed file in tests/seeds (a vendor's own example).
+pub fn seed_line(file: &str) -> String {
+    let path = super::repo_root().join("tests/seeds").join(file);
+    let text = std::fs::read_to_string(&path).unwrap();
+    text.lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap()
+        .to_string()
+}
+
+/// `sluice run --config PATH` must refuse to start: exit status 1, `expected` on stderr.
+pub fn assert_start_fails(config: &std::path::Path, expected: &str) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["run", "--metrics", "", "--config"])
+        .arg(config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(expected), "{stderr}");
+}
