@@ -21,6 +21,7 @@ pub mod file;
 #[cfg(feature = "kafka")]
 pub mod kafka;
 pub mod route;
+pub mod spool;
 
 /// One normalised event, serialised, with what routing and accounting need.
 #[derive(Clone, Debug)]
