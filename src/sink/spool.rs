@@ -314,7 +314,7 @@ impl Spool {
     }
 
     /// The oldest unread record and the segment it came from (for [`Spool::ack`]).
-    pub fn next(&mut self) -> io::Result<Option<(u64, SpoolRecord)>> {
+    pub fn read_next(&mut self) -> io::Result<Option<(u64, SpoolRecord)>> {
         loop {
             let Some(segment) = self.segments.iter().find(|s| s.read < s.records) else {
                 return Ok(None);
@@ -421,7 +421,7 @@ mod tests {
 
     fn drain(spool: &mut Spool) -> Vec<SpoolRecord> {
         let mut out = Vec::new();
-        while let Some((segment, r)) = spool.next().unwrap() {
+        while let Some((segment, r)) = spool.read_next().unwrap() {
             spool.ack(segment).unwrap();
             out.push(r);
         }
@@ -455,7 +455,7 @@ mod tests {
             }
             // Read three; acknowledge two; then "crash".
             for _ in 0..3 {
-                spool.next().unwrap();
+                spool.read_next().unwrap();
             }
         }
         let (mut spool, recovery) = Spool::open(dir.path(), 1 << 30, Fsync::Always).unwrap();
