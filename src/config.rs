@@ -223,6 +223,46 @@ pub struct Kafka {
     /// `linger.ms`, …); these override sluice's defaults.
     #[serde(default)]
     pub properties: BTreeMap<String, String>,
+    /// Directory of the disk spool, where events wait while no broker is reachable or the
+    /// producer queue is full, and across restarts. None: events wait in memory only.
+    pub spool_dir: Option<PathBuf>,
+    /// Size limit of the spool.
+    #[serde(default = "default_spool_max_bytes")]
+    pub spool_max_bytes: u64,
+    /// `always`, `never`, or a duration (`1s`): how soon spooled events are forced to disk.
+    #[serde(default = "default_spool_fsync")]
+    pub spool_fsync: String,
+    /// When the spool is full: `backpressure` (hold the listeners back) or `drop_oldest`.
+    #[serde(default)]
+    pub spool_full: SpoolFull,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SpoolFull {
+    #[default]
+    Backpressure,
+    DropOldest,
+}
+
+fn default_spool_max_bytes() -> u64 {
+    1 << 30
+}
+
+fn default_spool_fsync() -> String {
+    "1s".into()
+}
+
+/// `always`, `never`, or a duration.
+pub fn parse_fsync(text: &str) -> Result<crate::sink::spool::Fsync, String> {
+    use crate::sink::spool::Fsync;
+    match text {
+        "always" => Ok(Fsync::Always),
+        "never" => Ok(Fsync::Never),
+        other => parse_duration(other)
+            .map(Fsync::Every)
+            .map_err(|e| format!("{e}; or use always / never")),
+    }
 }
 
 fn default_keep() -> usize {
@@ -268,7 +308,21 @@ impl Kafka {
             dead_letter_partial: false,
             compression: default_compression(),
             properties: BTreeMap::new(),
+            spool_dir: None,
+            spool_max_bytes: default_spool_max_bytes(),
+            spool_fsync: default_spool_fsync(),
+            spool_full: SpoolFull::Backpressure,
         }
+    }
+
+    #[cfg(feature = "kafka")]
+    pub fn spool_settings(&self) -> Option<crate::sink::kafka::SpoolSettings> {
+        Some(crate::sink::kafka::SpoolSettings {
+            dir: self.spool_dir.clone()?,
+            max_bytes: self.spool_max_bytes,
+            fsync: parse_fsync(&self.spool_fsync).unwrap_or(crate::sink::spool::Fsync::Always),
+            drop_oldest: self.spool_full == SpoolFull::DropOldest,
+        })
     }
 
     #[cfg(feature = "kafka")]
@@ -578,6 +632,9 @@ impl Config {
                     "sink.compression".into(),
                     format!("{:?}: use none, gzip, snappy, lz4 or zstd", k.compression),
                 );
+            }
+            if let Err(e) = parse_fsync(&k.spool_fsync) {
+                report("sink.spool_fsync".into(), e);
             }
             if k.brokers.trim().is_empty() {
                 report(

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use metrics::{counter, histogram, Counter, Histogram};
+use metrics::{counter, gauge, histogram, Counter, Gauge, Histogram};
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
@@ -23,6 +23,7 @@ use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, T
 use rdkafka::ClientContext;
 use rdkafka::Message as _;
 
+use super::spool::{AppendError, Fsync, Spool, SpoolRecord};
 use super::{Sink, SinkRecord};
 use crate::source::now_ms;
 use crate::telemetry::Health;
@@ -43,13 +44,17 @@ pub const DEFAULT_PROPERTIES: &[(&str, &str)] = &[
 pub struct Pending {
     received_ms: i64,
     dead_letter: bool,
+    /// The spool segment the event was replayed from.
+    spool_segment: Option<u64>,
 }
 
 pub struct Delivery {
     written: Arc<AtomicU64>,
     health: Arc<Health>,
     /// No broker reachable, as librdkafka last said (cleared by the next acknowledgement).
-    brokers_down: AtomicBool,
+    brokers_down: Arc<AtomicBool>,
+    /// Spool segments of events that are done with (delivered or dropped).
+    acks: Arc<Mutex<Vec<u64>>>,
     latency: Histogram,
     counters: Mutex<HashMap<(&'static str, String), Counter>>,
     last_logged: Mutex<HashMap<String, Instant>>,
@@ -81,6 +86,7 @@ impl Delivery {
 
 /// Every reason an event can be dropped with.
 pub const DROP_REASONS: &[&str] = &[
+    "spool_full",
     "unknown_topic",
     "message_too_large",
     "not_authorised",
@@ -131,6 +137,12 @@ impl ProducerContext for Delivery {
     type DeliveryOpaque = Box<Pending>;
 
     fn delivery(&self, result: &DeliveryResult<'_>, pending: Box<Pending>) {
+        if let Some(segment) = pending.spool_segment {
+            self.acks
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(segment);
+        }
         match result {
             Ok(message) => {
                 if self.brokers_down.swap(false, Ordering::Relaxed) {
@@ -161,9 +173,46 @@ impl ProducerContext for Delivery {
     }
 }
 
+/// Where events wait on disk while Kafka cannot take them.
+#[derive(Clone, Debug)]
+pub struct SpoolSettings {
+    pub dir: std::path::PathBuf,
+    pub max_bytes: u64,
+    pub fsync: Fsync,
+    /// When full: drop the oldest segment (counted) instead of holding the pipeline back.
+    pub drop_oldest: bool,
+}
+
+struct SpoolState {
+    spool: Spool,
+    /// A record read back but refused by a full producer queue: sent first next time.
+    held: Option<(u64, SpoolRecord)>,
+    drop_oldest: bool,
+    spooled: Counter,
+    replayed: Counter,
+    bytes: Gauge,
+    records: Gauge,
+}
+
+impl SpoolState {
+    fn has_unread(&self) -> bool {
+        self.held.is_some() || self.spool.unread() > 0
+    }
+
+    fn update_gauges(&self) {
+        self.bytes.set(self.spool.bytes() as f64);
+        self.records.set(self.spool.outstanding() as f64);
+    }
+}
+
 pub struct KafkaSink {
     producer: ThreadedProducer<Delivery>,
     blocked: Histogram,
+    brokers_down: Arc<AtomicBool>,
+    acks: Arc<Mutex<Vec<u64>>>,
+    spool: Option<SpoolState>,
+    written: Arc<AtomicU64>,
+    health: Arc<Health>,
 }
 
 /// The librdkafka configuration: sluice's defaults, the compression, then the user's
@@ -185,11 +234,19 @@ pub fn client_config(
     config
 }
 
+enum Sent {
+    /// Taken by the producer, or ended for good (counted as dropped).
+    Done,
+    /// The producer queue is full.
+    QueueFull,
+}
+
 impl KafkaSink {
     pub fn new(
         config: &ClientConfig,
         written: Arc<AtomicU64>,
         health: Arc<Health>,
+        spool: Option<SpoolSettings>,
     ) -> Result<KafkaSink, String> {
         // Zero series for every reason, so alerts on drops have something to watch.
         for reason in DROP_REASONS {
@@ -197,10 +254,43 @@ impl KafkaSink {
             counter!("sluice_kafka_errors_total", "class" => "fatal", "code" => *reason)
                 .increment(0);
         }
+        let brokers_down = Arc::new(AtomicBool::new(false));
+        let acks = Arc::new(Mutex::new(Vec::new()));
+        let spool = match spool {
+            None => None,
+            Some(settings) => {
+                let (spool, recovery) =
+                    Spool::open(&settings.dir, settings.max_bytes, settings.fsync).map_err(
+                        |e| format!("cannot open the spool {}: {e}", settings.dir.display()),
+                    )?;
+                if recovery.records > 0 || recovery.dropped_bytes > 0 {
+                    tracing::warn!(
+                        dir = %settings.dir.display(),
+                        records = recovery.records,
+                        segments = recovery.segments,
+                        torn_bytes = recovery.dropped_bytes,
+                        "spool holds events from before; they are sent first (some may be sent twice)"
+                    );
+                }
+                counter!("sluice_spool_torn_bytes_total").increment(recovery.dropped_bytes);
+                let state = SpoolState {
+                    spool,
+                    held: None,
+                    drop_oldest: settings.drop_oldest,
+                    spooled: counter!("sluice_events_spooled_total"),
+                    replayed: counter!("sluice_events_replayed_total"),
+                    bytes: gauge!("sluice_spool_bytes"),
+                    records: gauge!("sluice_spool_records"),
+                };
+                state.update_gauges();
+                Some(state)
+            }
+        };
         let context = Delivery {
-            written,
-            health,
-            brokers_down: AtomicBool::new(false),
+            written: written.clone(),
+            health: health.clone(),
+            brokers_down: brokers_down.clone(),
+            acks: acks.clone(),
             latency: histogram!("sluice_kafka_delivery_seconds"),
             counters: Mutex::new(HashMap::new()),
             last_logged: Mutex::new(HashMap::new()),
@@ -211,6 +301,11 @@ impl KafkaSink {
         Ok(KafkaSink {
             producer,
             blocked: histogram!("sluice_sink_blocked_seconds", "sink" => "kafka"),
+            brokers_down,
+            acks,
+            spool,
+            written,
+            health,
         })
     }
 
@@ -218,7 +313,179 @@ impl KafkaSink {
     pub fn in_flight(&self) -> i32 {
         self.producer.in_flight_count()
     }
+
+    #[allow(clippy::too_many_arguments)]
+    fn send_one<'h>(
+        &self,
+        topic: &str,
+        key: Option<&str>,
+        headers: impl Iterator<Item = (&'h str, &'h str)>,
+        payload: &[u8],
+        received_ms: i64,
+        dead_letter: bool,
+        segment: Option<u64>,
+    ) -> Sent {
+        let mut owned = OwnedHeaders::new();
+        for (name, value) in headers {
+            owned = owned.insert(Header {
+                key: name,
+                value: Some(value.as_bytes()),
+            });
+        }
+        let pending = Box::new(Pending {
+            received_ms,
+            dead_letter,
+            spool_segment: segment,
+        });
+        let mut base = BaseRecord::with_opaque_to(topic, pending)
+            .payload(payload)
+            .headers(owned);
+        if let Some(key) = key {
+            base = base.key(key.as_bytes());
+        }
+        match self.producer.send(base) {
+            Ok(()) => Sent::Done,
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => Sent::QueueFull,
+            Err((error, _)) => {
+                let reason = error
+                    .rdkafka_error_code()
+                    .and_then(fatal_reason)
+                    .unwrap_or("produce_failed");
+                counter!("sluice_events_dropped_total", "reason" => reason).increment(1);
+                tracing::error!(topic, error = %error, reason, "event not produced");
+                if let Some(segment) = segment {
+                    self.acks
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push(segment);
+                }
+                Sent::Done
+            }
+        }
+    }
+
+    fn apply_acks(&mut self) {
+        let Some(state) = self.spool.as_mut() else {
+            return;
+        };
+        let acks = std::mem::take(&mut *self.acks.lock().unwrap_or_else(|p| p.into_inner()));
+        for segment in acks {
+            if let Err(e) = state.spool.ack(segment) {
+                tracing::error!(error = %e, "spool: cannot remove a finished segment");
+            }
+        }
+        state.update_gauges();
+    }
+
+    /// Sends spooled events, oldest first, while the broker is up and the producer has room.
+    /// While no broker is reachable, one event at a time goes out as a probe (it stays in
+    /// the spool until acknowledged): its acknowledgement says the broker is back.
+    fn replay(&mut self) {
+        let probing = self.brokers_down.load(Ordering::Relaxed);
+        if probing && self.producer.in_flight_count() > 0 {
+            return;
+        }
+        loop {
+            let Some(state) = self.spool.as_mut() else {
+                return;
+            };
+            let next = match state.held.take() {
+                Some(held) => Some(held),
+                None => match state.spool.read_next() {
+                    Ok(next) => next,
+                    Err(e) => {
+                        tracing::error!(error = %e, "spool: cannot read");
+                        None
+                    }
+                },
+            };
+            let Some((segment, record)) = next else {
+                return;
+            };
+            let sent = self.send_one(
+                &record.topic,
+                record.key.as_deref(),
+                record.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+                &record.payload,
+                record.received_ms,
+                record.dead_letter,
+                Some(segment),
+            );
+            let state = self.spool.as_mut().expect("spool present");
+            match sent {
+                Sent::Done => state.replayed.increment(1),
+                Sent::QueueFull => {
+                    state.held = Some((segment, record));
+                    return;
+                }
+            }
+            if probing {
+                return;
+            }
+        }
+    }
+
+    /// Appends to the spool, applying the full-spool policy.
+    fn spool_append(&mut self, record: &SinkRecord, route: &super::route::Route) -> io::Result<()> {
+        let spooled = SpoolRecord {
+            topic: route.topic.clone(),
+            key: route.key.clone(),
+            headers: route
+                .headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
+            received_ms: record.received_ms,
+            dead_letter: route.dead_letter,
+            payload: record.payload.clone(),
+        };
+        let mut waited: Option<Instant> = None;
+        loop {
+            let state = self.spool.as_mut().expect("spool present");
+            match state.spool.append(&spooled) {
+                Ok(()) => {
+                    state.spooled.increment(1);
+                    state.update_gauges();
+                    if waited.is_some() {
+                        self.health.set_problem(SPOOL_KEY, None);
+                    }
+                    return Ok(());
+                }
+                Err(AppendError::Io(e)) => return Err(e),
+                Err(AppendError::Full) if state.drop_oldest => {
+                    let lost = state.spool.drop_oldest()?;
+                    if state
+                        .held
+                        .as_ref()
+                        .is_some_and(|(segment, _)| !state.spool.contains(*segment))
+                    {
+                        state.held = None;
+                    }
+                    counter!("sluice_events_dropped_total", "reason" => "spool_full")
+                        .increment(lost);
+                    tracing::warn!(
+                        lost,
+                        "spool full: dropped its oldest segment (spool_full = \"drop_oldest\")"
+                    );
+                }
+                Err(AppendError::Full) => {
+                    if waited.is_none() {
+                        waited = Some(Instant::now());
+                        self.health.set_problem(
+                            SPOOL_KEY,
+                            Some("the spool is full; senders are held back".into()),
+                        );
+                    }
+                    self.apply_acks();
+                    self.replay();
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
+        }
+    }
 }
+
+const SPOOL_KEY: &str = "spool";
 
 impl Sink for KafkaSink {
     fn name(&self) -> &'static str {
@@ -233,42 +500,37 @@ impl Sink for KafkaSink {
         let Some(route) = &record.route else {
             return Err(io::Error::other("a Kafka record without a route"));
         };
-        let mut headers = OwnedHeaders::new_with_capacity(route.headers.len());
-        for (name, value) in &route.headers {
-            headers = headers.insert(Header {
-                key: name,
-                value: Some(value.as_bytes()),
-            });
+        self.apply_acks();
+        if let Some(state) = &self.spool {
+            // Keep order: while anything waits in the spool, new events queue behind it.
+            // While no broker is reachable, events go to disk, not to memory.
+            if state.has_unread() || self.brokers_down.load(Ordering::Relaxed) {
+                self.spool_append(record, route)?;
+                self.replay();
+                return Ok(());
+            }
         }
-        let mut pending = Box::new(Pending {
-            received_ms: record.received_ms,
-            dead_letter: route.dead_letter,
-        });
         let mut blocked_since: Option<Instant> = None;
         loop {
-            let mut base = BaseRecord::with_opaque_to(&route.topic, pending)
-                .payload(&record.payload)
-                .headers(headers.clone());
-            if let Some(key) = &route.key {
-                base = base.key(key.as_bytes());
-            }
-            match self.producer.send(base) {
-                Ok(()) => break,
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+            let sent = self.send_one(
+                &route.topic,
+                route.key.as_deref(),
+                route.headers.iter().map(|(k, v)| (*k, v.as_str())),
+                &record.payload,
+                record.received_ms,
+                route.dead_letter,
+                None,
+            );
+            match sent {
+                Sent::Done => break,
+                Sent::QueueFull if self.spool.is_some() => {
+                    self.spool_append(record, route)?;
+                    break;
+                }
+                Sent::QueueFull => {
                     // The producer holds as much as it may: wait for acknowledgements.
-                    pending = back.delivery_opaque;
                     blocked_since.get_or_insert_with(Instant::now);
                     std::thread::sleep(Duration::from_millis(5));
-                }
-                Err((error, back)) => {
-                    drop(back);
-                    let reason = error
-                        .rdkafka_error_code()
-                        .and_then(fatal_reason)
-                        .unwrap_or("produce_failed");
-                    counter!("sluice_events_dropped_total", "reason" => reason).increment(1);
-                    tracing::error!(topic = %route.topic, error = %error, reason, "event not produced");
-                    break;
                 }
             }
         }
@@ -279,17 +541,43 @@ impl Sink for KafkaSink {
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        // Batches go out on their own (linger.ms); nothing to push between batches.
+        // Batches go out on their own (linger.ms); only the spool may need syncing.
+        if let Some(state) = self.spool.as_mut() {
+            state.spool.sync()?;
+        }
         Ok(())
     }
 
+    fn has_backlog(&self) -> bool {
+        self.spool
+            .as_ref()
+            .is_some_and(|s| s.held.is_some() || s.spool.outstanding() > 0)
+    }
+
+    fn tick(&mut self) {
+        self.apply_acks();
+        self.replay();
+    }
+
     fn close(&mut self, timeout: Duration) -> io::Result<()> {
-        match self.producer.flush(timeout) {
-            Ok(()) => Ok(()),
-            Err(e) => Err(io::Error::other(format!(
+        let flushed = self.producer.flush(timeout);
+        self.apply_acks();
+        if let Some(state) = self.spool.as_mut() {
+            state.spool.sync()?;
+            let kept = state.spool.outstanding();
+            if kept > 0 {
+                // Safe on disk: sent at the next start. Counted as written so that the
+                // stop report does not call them lost.
+                self.written.fetch_add(kept, Ordering::Relaxed);
+                tracing::info!(events = kept, "events stay in the spool for the next start");
+            }
+            return Ok(());
+        }
+        flushed.map_err(|e| {
+            io::Error::other(format!(
                 "{} events not acknowledged by Kafka: {e}",
                 self.in_flight()
-            ))),
-        }
+            ))
+        })
     }
 }

@@ -50,6 +50,12 @@ pub trait Sink: Send {
     fn close(&mut self, _timeout: Duration) -> io::Result<()> {
         self.flush()
     }
+    /// True while the sink has work of its own (a spool to replay) even with no input.
+    fn has_backlog(&self) -> bool {
+        false
+    }
+    /// Works on the backlog a little; called about every 10 ms while there is one.
+    fn tick(&mut self) {}
 }
 
 /// One event per line on any writer.
@@ -103,8 +109,13 @@ pub fn open(
     Ok(match config {
         #[cfg(feature = "kafka")]
         config::Sink::Kafka(k) => Box::new(
-            kafka::KafkaSink::new(&k.client_config(), written.clone(), health.clone())
-                .map_err(io::Error::other)?,
+            kafka::KafkaSink::new(
+                &k.client_config(),
+                written.clone(),
+                health.clone(),
+                k.spool_settings(),
+            )
+            .map_err(io::Error::other)?,
         ),
         #[cfg(not(feature = "kafka"))]
         config::Sink::Kafka(_) => {
@@ -141,7 +152,23 @@ pub fn spawn(
             let name = sink.name();
             let events = counter!("sluice_events_written_total", "sink" => name);
             let errors = counter!("sluice_sink_errors_total", "sink" => name);
-            while let Some(batch) = batches.blocking_recv() {
+            loop {
+                let batch = if sink.has_backlog() {
+                    match batches.try_recv() {
+                        Ok(batch) => batch,
+                        Err(mpsc::error::TryRecvError::Empty) => {
+                            sink.tick();
+                            std::thread::sleep(Duration::from_millis(10));
+                            continue;
+                        }
+                        Err(mpsc::error::TryRecvError::Disconnected) => break,
+                    }
+                } else {
+                    match batches.blocking_recv() {
+                        Some(batch) => batch,
+                        None => break,
+                    }
+                };
                 for record in &batch {
                     // A failing output (disk full, closed pipe) holds the pipeline back
                     // instead of losing events: retry until it recovers or the process is

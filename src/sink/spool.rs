@@ -12,7 +12,6 @@
 //! one whose checksum does not match, ends its segment there: the file is truncated to its
 //! last good record and the bytes dropped are reported, never fatal.
 //!
-//! Not yet wired into the Kafka sink (see the sink issue); tested on its own here.
 
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
@@ -245,6 +244,11 @@ impl Spool {
     /// Records not yet acknowledged (read or not).
     pub fn outstanding(&self) -> u64 {
         self.segments.iter().map(|s| s.records - s.acked).sum()
+    }
+
+    /// Whether `segment` is still in the spool.
+    pub fn contains(&self, segment: u64) -> bool {
+        self.segments.iter().any(|s| s.id == segment)
     }
 
     pub fn is_empty(&self) -> bool {
