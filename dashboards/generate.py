@@ -79,6 +79,12 @@ panels = [
     ], "s"),
     ts("Kafka errors / s", [(f'sum by (class, code) (rate(sluice_kafka_errors_total{{{SEL}}}[$__rate_interval]))', "{{class}}: {{code}}")], "short",
        "client: retried by librdkafka (broker down, timeouts); fatal: the event was dropped."),
+    ts("Disk spool", [
+        (f'sum(sluice_spool_bytes{{{SEL}}})', "bytes"),
+        (f'sum(sluice_spool_records{{{SEL}}})', "events waiting"),
+        (f'sum(rate(sluice_events_spooled_total{{{SEL}}}[$__rate_interval]))', "spooled / s"),
+        (f'sum(rate(sluice_events_replayed_total{{{SEL}}}[$__rate_interval]))', "replayed / s"),
+    ], "short", "Events waiting on disk while Kafka cannot take them."),
     ts("Sink write errors / s", [(f'sum by (sink) (rate(sluice_sink_errors_total{{{SEL}}}[$__rate_interval]))', "{{sink}}")], "short"),
 ]
 

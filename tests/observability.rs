@@ -265,11 +265,13 @@ fn every_metric_in_the_dashboards_and_alerts_exists_in_a_real_scrape() {
     // Scrapes of a Kafka-sink and of a stdout-sink sluice, together.
     let pki = common::pki::Pki::new();
     let cluster = MockCluster::new(1).unwrap();
+    let spool = tempfile::tempdir().unwrap();
     let kafka_config = format!(
-        "{}{}\n[sink]\ntype = \"kafka\"\nbrokers = \"{}\"\n",
+        "{}{}\n[sink]\ntype = \"kafka\"\nbrokers = \"{}\"\nspool_dir = \"{}\"\n",
         listeners(),
         tls_section(&pki),
-        cluster.bootstrap_servers()
+        cluster.bootstrap_servers(),
+        spool.path().display()
     );
     let stdout_config = format!("{}{}", listeners(), tls_section(&pki));
     let mut scraped = BTreeSet::new();
