@@ -394,3 +394,89 @@ fn the_spool_survives_kill_9_and_is_replayed_at_the_next_start() {
     eprintln!("duplicates after kill -9: {}", seen.len() - unique.len());
     assert!(second.stop().status.success());
 }
+
+#[test]
+fn a_full_spool_drops_its_oldest_events_and_counts_every_one() {
+    let cluster = MockCluster::new(1).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    cluster.create_topic("sluice.events", 1, 1).unwrap();
+    let spool = tempfile::tempdir().unwrap();
+    cluster.broker_down(1).unwrap();
+    let sluice = Sluice::start(&config(
+        &brokers,
+        &format!(
+            "spool_dir = \"{}\"\nspool_max_bytes = 40000\nspool_full = \"drop_oldest\"\n",
+            spool.path().display()
+        ),
+    ));
+    wait_not_ready(&sluice);
+    tcp_send(sluice.addr("tcp"), numbered(0, 300).as_bytes());
+    let dropped = sluice.wait_metric(
+        "sluice_events_dropped_total",
+        &[("reason", "spool_full")],
+        1.0,
+    );
+    assert!(dropped > 0.0);
+    cluster.broker_up(1).unwrap();
+    // Every event is either delivered or counted as dropped, and the newest survive.
+    let started = std::time::Instant::now();
+    loop {
+        let delivered = sluice.metric("sluice_events_delivered_total", &[]);
+        let dropped = sluice.metric("sluice_events_dropped_total", &[("reason", "spool_full")]);
+        if delivered + dropped >= 300.0 || started.elapsed() > WAIT {
+            assert_eq!(
+                delivered + dropped,
+                300.0,
+                "delivered {delivered}, dropped {dropped}"
+            );
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let delivered = sluice.metric("sluice_events_delivered_total", &[]) as usize;
+    let seen = sequence_numbers(&consume(&brokers, "sluice.events", 1, delivered, WAIT));
+    assert_eq!(seen.len(), delivered);
+    assert_eq!(seen.last(), Some(&299));
+}
+
+#[test]
+fn a_full_spool_holds_the_senders_back_and_loses_nothing() {
+    let cluster = MockCluster::new(1).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    cluster.create_topic("sluice.events", 1, 1).unwrap();
+    let spool = tempfile::tempdir().unwrap();
+    cluster.broker_down(1).unwrap();
+    let sluice = Sluice::start(&format!(
+        "[general]\nqueue_capacity = 64\n{}",
+        config(
+            &brokers,
+            &format!(
+                "spool_dir = \"{}\"\nspool_max_bytes = 40000\n",
+                spool.path().display()
+            ),
+        )
+    ));
+    wait_not_ready(&sluice);
+    let addr = sluice.addr("tcp");
+    let sender = std::thread::spawn(move || tcp_send(addr, numbered(0, 2000).as_bytes()));
+    // The spool fills, the sink waits, the queue fills, and the listener stops reading.
+    let started = std::time::Instant::now();
+    loop {
+        let (_, body) = sluice.get("/readyz");
+        if body.contains("the spool is full") {
+            break;
+        }
+        assert!(started.elapsed() < WAIT, "the spool never filled: {body}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!sender.is_finished(), "the sender was not held back");
+    cluster.broker_up(1).unwrap();
+    sender.join().unwrap();
+    assert_eq!(
+        sluice.wait_metric("sluice_events_delivered_total", &[], 2000.0),
+        2000.0
+    );
+    assert_eq!(sluice.metric("sluice_events_dropped_total", &[]), 0.0);
+    let seen = sequence_numbers(&consume(&brokers, "sluice.events", 1, 2000, WAIT));
+    assert_eq!(seen, (0..2000).collect::<Vec<u64>>());
+}

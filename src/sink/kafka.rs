@@ -453,13 +453,15 @@ impl KafkaSink {
                 }
                 Err(AppendError::Io(e)) => return Err(e),
                 Err(AppendError::Full) if state.drop_oldest => {
-                    let lost = state.spool.drop_oldest()?;
+                    let mut lost = state.spool.drop_oldest()?;
+                    // A record read back but not yet taken by the producer goes with it.
                     if state
                         .held
                         .as_ref()
                         .is_some_and(|(segment, _)| !state.spool.contains(*segment))
                     {
                         state.held = None;
+                        lost += 1;
                     }
                     counter!("sluice_events_dropped_total", "reason" => "spool_full")
                         .increment(lost);

@@ -221,7 +221,9 @@ impl Spool {
         let spool = Spool {
             dir: dir.to_path_buf(),
             max_bytes,
-            segment_bytes: (max_bytes / 8).clamp(1 << 20, 64 << 20),
+            segment_bytes: (max_bytes / 8)
+                .clamp(64 << 10, 64 << 20)
+                .min(max_bytes.max(1)),
             fsync,
             segments,
             writer: None,
@@ -370,15 +372,19 @@ impl Spool {
         self.collect(segment)
     }
 
-    /// Deletes `segment` when all of it was read and acknowledged, unless it is still being
-    /// written.
+    /// Deletes `segment` when all of it was read and acknowledged. The segment being
+    /// written is closed first (the next record starts a new one), so that a spool that
+    /// has drained shrinks to nothing.
     fn collect(&mut self, segment: u64) -> io::Result<()> {
         let Some(pos) = self.segments.iter().position(|s| s.id == segment) else {
             return Ok(());
         };
         let s = &self.segments[pos];
-        let writing = self.writer.is_some() && pos == self.segments.len() - 1;
-        if s.acked >= s.records && s.read >= s.records && !writing {
+        if s.acked >= s.records && s.read >= s.records {
+            if pos == self.segments.len() - 1 && self.writer.is_some() {
+                self.sync()?;
+                self.writer = None;
+            }
             fs::remove_file(segment_path(&self.dir, segment))?;
             self.segments.remove(pos);
             if self.reader.as_ref().map(|(id, _)| *id) == Some(segment) {
@@ -389,12 +395,13 @@ impl Spool {
     }
 
     /// Drops the oldest segment (the full-spool policy `drop_oldest`); returns how many of
-    /// its records had not been acknowledged.
+    /// its records had not been read back. (Records read and not yet acknowledged are with
+    /// the producer already and end as delivered or dropped there.)
     pub fn drop_oldest(&mut self) -> io::Result<u64> {
         let Some(oldest) = self.segments.front() else {
             return Ok(0);
         };
-        let (id, lost) = (oldest.id, oldest.records - oldest.acked);
+        let (id, lost) = (oldest.id, oldest.records - oldest.read);
         if self.segments.len() == 1 {
             self.sync()?;
             self.writer = None;
@@ -444,8 +451,8 @@ mod tests {
         assert_eq!(spool.unread(), 50);
         let got = drain(&mut spool);
         assert_eq!(got, (0..50).map(record).collect::<Vec<_>>());
-        // All but the segment still open for writing are gone.
-        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+        // Every segment is gone, the one being written too.
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
         assert!(spool.is_empty());
     }
 
