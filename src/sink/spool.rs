@@ -122,7 +122,9 @@ fn decode(body: &[u8]) -> Option<SpoolRecord> {
     fn u16_of(b: &[u8]) -> u16 {
         u16::from_le_bytes([b[0], b[1]])
     }
-    let len = u16_of(take(2)?) as usize;
+    // u16::MAX marks "no key"; encode never writes it as a length, so it is not one here.
+    let str16 = |len: u16| (len != u16::MAX).then_some(len as usize);
+    let len = str16(u16_of(take(2)?))?;
     let topic = String::from_utf8(take(len)?.to_vec()).ok()?;
     let key = match u16_of(take(2)?) {
         u16::MAX => None,
@@ -131,9 +133,9 @@ fn decode(body: &[u8]) -> Option<SpoolRecord> {
     let count = take(1)?[0] as usize;
     let mut headers = Vec::with_capacity(count);
     for _ in 0..count {
-        let len = u16_of(take(2)?) as usize;
+        let len = str16(u16_of(take(2)?))?;
         let name = String::from_utf8(take(len)?.to_vec()).ok()?;
-        let len = u16_of(take(2)?) as usize;
+        let len = str16(u16_of(take(2)?))?;
         let value = String::from_utf8(take(len)?.to_vec()).ok()?;
         headers.push((name, value));
     }
@@ -175,6 +177,25 @@ fn read_record(reader: &mut impl Read) -> Result<Option<(SpoolRecord, u64)>, ()>
     }
     let record = decode(&body).ok_or(())?;
     Ok(Some((record, HEADER as u64 + len as u64)))
+}
+
+/// The records a segment's bytes hold, up to the first torn or corrupt one, and how many
+/// bytes they take (what `open` keeps of a segment). Every record re-encodes to exactly
+/// those bytes.
+pub fn scan(data: &[u8]) -> (Vec<SpoolRecord>, usize) {
+    let mut reader = data;
+    let mut records = Vec::new();
+    let mut good = 0usize;
+    while let Ok(Some((record, size))) = read_record(&mut reader) {
+        records.push(record);
+        good += size as usize;
+    }
+    (records, good)
+}
+
+/// The framed bytes of one record, as a segment stores it.
+pub fn encode_record(record: &SpoolRecord) -> Vec<u8> {
+    encode(record)
 }
 
 impl Spool {
