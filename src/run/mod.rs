@@ -77,6 +77,7 @@ pub async fn run(
     let (dispatcher, queues) = queue::bounded(workers, config.general.queue_capacity);
     let written = Arc::new(AtomicU64::new(0));
     let sink = sink::open(&config.sink, &written, &health).context("cannot open the sink")?;
+    let sink_name = sink.name();
     let router = match &config.sink {
         config::Sink::Kafka(k) => Some(Arc::new(k.router().map_err(anyhow::Error::msg)?)),
         _ => None,
@@ -230,11 +231,7 @@ pub async fn run(
     for b in &bound {
         tracing::info!(listener = %b.name, transport = b.transport.as_str(), address = %b.address, "listening");
     }
-    tracing::info!(
-        workers,
-        sink = config_sink_name(&config.sink),
-        "sluice is running"
-    );
+    tracing::info!(workers, sink = sink_name, "sluice is running");
     health.set_listening(true);
 
     stop.await;
@@ -306,15 +303,6 @@ pub fn preflight(config: &Config) -> Result<(), Vec<String>> {
         Ok(())
     } else {
         Err(problems)
-    }
-}
-
-fn config_sink_name(sink: &config::Sink) -> &'static str {
-    match sink {
-        config::Sink::Stdout => "stdout",
-        config::Sink::File { .. } => "file",
-        config::Sink::Null => "null",
-        config::Sink::Kafka(_) => "kafka",
     }
 }
 

@@ -56,18 +56,24 @@ pub struct Delivery {
     /// Spool segments of events that are done with (delivered or dropped).
     acks: Arc<Mutex<Vec<u64>>>,
     latency: Histogram,
-    counters: Mutex<HashMap<(&'static str, String), Counter>>,
+    counters: Mutex<HashMap<&'static str, HashMap<String, Counter>>>,
     last_logged: Mutex<HashMap<String, Instant>>,
 }
 
 impl Delivery {
+    /// Counts one event; the handle is looked up by borrowed name, so a known topic or
+    /// reason costs no allocation on the delivery path.
     fn count(&self, name: &'static str, label: &'static str, value: &str) {
         let mut counters = self.counters.lock().unwrap_or_else(|p| p.into_inner());
-        let key = (name, value.to_string());
-        counters
-            .entry(key)
-            .or_insert_with(|| counter!(name, label => value.to_string()))
-            .increment(1);
+        let by_value = counters.entry(name).or_default();
+        match by_value.get(value) {
+            Some(counter) => counter.increment(1),
+            None => {
+                let counter = counter!(name, label => value.to_string());
+                counter.increment(1);
+                by_value.insert(value.to_string(), counter);
+            }
+        }
     }
 
     /// At most one log line per kind every 10 s: a broker outage must not flood the log.

@@ -49,7 +49,7 @@ impl SourceTracker {
 
 /// The reporting host of an event: the device it names, else the syslog hostname, else the
 /// sender's address.
-pub fn reporting_host(event: &Value) -> String {
+pub fn reporting_host(event: &Value) -> &str {
     let device = &event["device"];
     let found = device["hostname"]
         .as_str()
@@ -61,15 +61,17 @@ pub fn reporting_host(event: &Value) -> String {
                 .map(|p| p.rsplit_once(':').map(|(ip, _)| ip).unwrap_or(p))
         });
     match found {
-        Some(h) if !h.is_empty() => h.trim_start_matches('[').trim_end_matches(']').to_string(),
-        _ => "unknown".to_string(),
+        Some(h) if !h.is_empty() => h.trim_start_matches('[').trim_end_matches(']'),
+        _ => "unknown",
     }
 }
 
 /// One worker's handles, so a known source costs a hash lookup and two atomic updates.
 pub struct SourceMetrics {
     tracker: Arc<SourceTracker>,
-    handles: HashMap<(String, String), (Gauge, Counter)>,
+    /// grammar → host → handles: looked up by borrowed names, no allocation per message.
+    handles: HashMap<String, HashMap<String, (Gauge, Counter)>>,
+    tracked: usize,
 }
 
 impl SourceMetrics {
@@ -77,29 +79,34 @@ impl SourceMetrics {
         SourceMetrics {
             tracker,
             handles: HashMap::new(),
+            tracked: 0,
         }
     }
 
     pub fn seen(&mut self, grammar: &str, event: &Value, now_seconds: f64) {
         let host = reporting_host(event);
-        let key = (grammar.to_string(), host);
-        let (last_seen, messages) = match self.handles.get(&key) {
-            Some(h) => h,
-            None => {
-                let label = self.tracker.label(&key.0, &key.1);
-                let handles = (
-                    gauge!("sluice_source_last_seen_timestamp_seconds", "grammar" => key.0.clone(), "source" => label.clone()),
-                    counter!("sluice_source_messages_total", "grammar" => key.0.clone(), "source" => label),
-                );
-                // Bounded like the labels: a flood of hosts must not grow this map.
-                if self.handles.len() >= self.tracker.limit * 2 {
-                    self.handles.clear();
-                }
-                self.handles.entry(key).or_insert(handles)
-            }
-        };
-        last_seen.set(now_seconds);
-        messages.increment(1);
+        if let Some((last_seen, messages)) = self.handles.get(grammar).and_then(|h| h.get(host)) {
+            last_seen.set(now_seconds);
+            messages.increment(1);
+            return;
+        }
+        // Bounded like the labels: a flood of hosts must not grow this map.
+        if self.tracked >= self.tracker.limit * 2 {
+            self.handles.clear();
+            self.tracked = 0;
+        }
+        let label = self.tracker.label(grammar, host);
+        let handles = (
+            gauge!("sluice_source_last_seen_timestamp_seconds", "grammar" => grammar.to_string(), "source" => label.clone()),
+            counter!("sluice_source_messages_total", "grammar" => grammar.to_string(), "source" => label),
+        );
+        handles.0.set(now_seconds);
+        handles.1.increment(1);
+        self.handles
+            .entry(grammar.to_string())
+            .or_default()
+            .insert(host.to_string(), handles);
+        self.tracked += 1;
     }
 }
 
