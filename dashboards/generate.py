@@ -66,6 +66,24 @@ panels = [
     },
     ts("Messages / s per source", [(f'sum by (grammar, source) (rate(sluice_source_messages_total{{{SEL}}}[$__rate_interval]))', "{{grammar}} {{source}}")],
        "short", "source=\"other\" gathers the sources past general.max_sources."),
+    row("S3 sources"),
+    ts("S3 backlog", [
+        (f'max by (source) (sluice_s3_objects_pending{{{SEL}}})', "unread objects {{source}}"),
+        (f'max by (source) (sluice_s3_objects_listed{{{SEL}}})', "listed {{source}}"),
+    ], "short", "Objects under each source's prefix, and those not yet read and delivered."),
+    ts("S3 lag and last poll", [
+        (f'max by (source) (sluice_s3_lag_seconds{{{SEL}}})', "oldest unread object {{source}}"),
+        (f'time() - max by (source) (sluice_s3_last_poll_timestamp_seconds{{{SEL}}})', "since last listing {{source}}"),
+    ], "s", "Age of the oldest object not yet read; time since the last successful listing (a rising line: the bucket cannot be listed)."),
+    ts("S3 objects / s", [
+        (f'sum by (source) (rate(sluice_s3_objects_read_total{{{SEL}}}[$__rate_interval]))', "read {{source}}"),
+        (f'sum by (source) (rate(sluice_s3_objects_completed_total{{{SEL}}}[$__rate_interval]))', "delivered and checkpointed {{source}}"),
+        (f'sum by (source, reason) (rate(sluice_s3_objects_failed_total{{{SEL}}}[$__rate_interval]))', "failed {{source}}: {{reason}}"),
+    ], "short", "Failures are retried at the next poll, except corrupt_gzip (counted, not retried)."),
+    ts("S3 records and bytes / s", [
+        (f'sum by (source) (rate(sluice_s3_records_total{{{SEL}}}[$__rate_interval]))', "records {{source}}"),
+        (f'sum by (source) (rate(sluice_s3_bytes_total{{{SEL}}}[$__rate_interval]))', "bytes {{source}}"),
+    ], "short", "Records (one event each) queued for parsing, and object bytes read as stored (compressed)."),
     row("Sink"),
     ts("Events out / s", [
         (f'sum by (topic) (rate(sluice_events_delivered_total{{{SEL}}}[$__rate_interval]))', "delivered {{topic}}"),

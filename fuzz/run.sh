@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 seconds="${1:-60}"
 export RUSTC_BOOTSTRAP=1
-targets=(syslog_header cef pipe json parse_all framing spool)
+targets=(syslog_header cef pipe json parse_all framing spool records)
 cargo fuzz build -O 2>&1 | tail -3
 for target in "${targets[@]}"; do
   mkdir -p "corpus/$target"

@@ -32,6 +32,9 @@ pub struct Config {
     pub limits: Limits,
     #[serde(default, rename = "listener")]
     pub listeners: Vec<Listener>,
+    /// Buckets to pull vendor exports from (MetaDefender IT Access, Panoptica).
+    #[serde(default, rename = "s3")]
+    pub s3_sources: Vec<S3Source>,
     #[serde(default)]
     pub sink: Sink,
     #[serde(default)]
@@ -56,6 +59,8 @@ pub struct General {
     /// Sources (grammar + reporting host) tracked one by one in the per-source metrics;
     /// more are counted together as `other`.
     pub max_sources: usize,
+    /// Where sluice keeps state between runs (the S3 checkpoints).
+    pub state_dir: PathBuf,
 }
 
 impl Default for General {
@@ -68,6 +73,7 @@ impl Default for General {
             queue_capacity: 65_536,
             shutdown_timeout: Seconds(Duration::from_secs(30)),
             max_sources: 1000,
+            state_dir: PathBuf::from("/var/lib/sluice"),
         }
     }
 }
@@ -149,6 +155,60 @@ fn default_idle_timeout() -> Seconds {
 
 fn default_frame_timeout() -> Seconds {
     Seconds(Duration::from_secs(60))
+}
+
+/// One S3 (or S3-compatible) bucket prefix polled for exported files.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Source {
+    /// Names the source in metrics and in `sluice.received.listener`.
+    pub name: String,
+    pub bucket: String,
+    /// Only keys that start with this are read.
+    #[serde(default)]
+    pub prefix: String,
+    /// AWS region; else AWS_REGION / AWS_DEFAULT_REGION, else us-east-1.
+    pub region: Option<String>,
+    /// An S3-compatible store (MinIO, Ceph, a test server): `http(s)://host:port`.
+    pub endpoint: Option<String>,
+    /// Path-style addressing (`endpoint/bucket/key`); the default is path style with an
+    /// `endpoint` and virtual-hosted style on AWS.
+    pub path_style: Option<bool>,
+    /// Static credentials; without them the standard AWS chain applies (environment,
+    /// `profile`, web identity / pod role, ECS task role, instance role).
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+    pub session_token: Option<String>,
+    /// A profile of static keys in the shared credentials file (AWS_SHARED_CREDENTIALS_FILE
+    /// or ~/.aws/credentials); AWS_PROFILE sets it too.
+    pub profile: Option<String>,
+    #[serde(default = "default_poll_interval")]
+    pub poll_interval: Seconds,
+    /// Parse every record with this grammar instead of detecting one.
+    pub grammar: Option<String>,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    /// The checkpoint file; default `<general.state_dir>/s3-<name>.json`.
+    pub checkpoint: Option<PathBuf>,
+    /// Records (one event each) longer than this are cut and flagged.
+    #[serde(default = "default_max_record_bytes")]
+    pub max_record_bytes: usize,
+}
+
+fn default_poll_interval() -> Seconds {
+    Seconds(Duration::from_secs(60))
+}
+
+fn default_max_record_bytes() -> usize {
+    1024 * 1024
+}
+
+impl S3Source {
+    pub fn checkpoint_path(&self, general: &General) -> PathBuf {
+        self.checkpoint
+            .clone()
+            .unwrap_or_else(|| general.state_dir.join(format!("s3-{}.json", self.name)))
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -557,10 +617,10 @@ impl Config {
             if l.name.trim().is_empty() {
                 report(key("name"), "must not be empty".into());
             }
-            if let Some(first) = names.insert(l.name.as_str(), i) {
+            if let Some(first) = names.insert(l.name.as_str(), format!("listener[{i}]")) {
                 report(
                     key("name"),
-                    format!("{:?} is also the name of listener[{first}]", l.name),
+                    format!("{:?} is also the name of {first}", l.name),
                 );
             }
             let udp = l.transport == TransportKind::Udp;
@@ -623,6 +683,65 @@ impl Config {
                 }
             }
         }
+        for (i, source) in self.s3_sources.iter().enumerate() {
+            let key = |k: &str| format!("s3[{i}].{k}");
+            let valid_name = !source.name.is_empty()
+                && source
+                    .name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+            if !valid_name {
+                report(
+                    key("name"),
+                    format!(
+                        "{:?}: use letters, digits, '-', '_' and '.' (it names the checkpoint file)",
+                        source.name
+                    ),
+                );
+            }
+            // Listeners and S3 sources share the `listener` label of the ingest metrics.
+            if let Some(first) = names.insert(source.name.as_str(), format!("s3[{i}]")) {
+                report(
+                    key("name"),
+                    format!("{:?} is also the name of {first}", source.name),
+                );
+            }
+            if source.bucket.trim().is_empty() {
+                report(key("bucket"), "must not be empty".into());
+            }
+            if source.access_key_id.is_some() != source.secret_access_key.is_some() {
+                report(
+                    key("access_key_id"),
+                    "access_key_id and secret_access_key go together".into(),
+                );
+            }
+            if source.profile.is_some() && source.access_key_id.is_some() {
+                report(
+                    key("profile"),
+                    "give either a profile or access_key_id/secret_access_key, not both".into(),
+                );
+            }
+            if let Some(endpoint) = &source.endpoint {
+                if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+                    report(
+                        key("endpoint"),
+                        format!("{endpoint:?}: expected http://host:port or https://host:port"),
+                    );
+                }
+            }
+            if source.poll_interval.0 < Duration::from_secs(1) {
+                report(key("poll_interval"), "must be at least 1s".into());
+            }
+            if source.max_record_bytes < 1024 || source.max_record_bytes > 64 * 1024 * 1024 {
+                report(
+                    key("max_record_bytes"),
+                    format!(
+                        "{} is out of range: 1 KiB to 64 MiB",
+                        source.max_record_bytes
+                    ),
+                );
+            }
+        }
         if let Sink::Kafka(k) = &self.sink {
             if let Err(e) = k.router() {
                 report("sink".into(), e);
@@ -676,19 +795,27 @@ impl Config {
 
     /// Cross-checks against the loaded grammars.
     pub fn validate_grammars(&self, grammars: &GrammarSet) -> Result<(), Vec<ConfigError>> {
-        let errors: Vec<ConfigError> = self
+        let pinned = self
             .listeners
             .iter()
             .enumerate()
-            .filter_map(|(i, l)| {
-                let name = l.grammar.as_ref()?;
+            .map(|(i, l)| (format!("listener[{i}].grammar"), &l.grammar))
+            .chain(
+                self.s3_sources
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| (format!("s3[{i}].grammar"), &s.grammar)),
+            );
+        let errors: Vec<ConfigError> = pinned
+            .filter_map(|(key, grammar)| {
+                let name = grammar.as_ref()?;
                 if grammars.get(name).is_some() {
                     return None;
                 }
                 Some(ConfigError {
                     file: String::new(),
                     line: None,
-                    key: format!("listener[{i}].grammar"),
+                    key,
                     message: format!("no grammar named {name:?}; loaded: {}", grammars.names()),
                 })
             })
@@ -747,7 +874,7 @@ fn line_of(text: &str, offset: usize) -> usize {
     text[..offset.min(text.len())].matches('\n').count() + 1
 }
 
-/// The line of the `n`-th `[[listener]]` table's `key` (or of the table itself), for errors
+/// The line of the `n`-th `[[listener]]` (or `[[s3]]`) table's `key` (or of the table itself), for errors
 /// found after parsing. Config files are small, so a scan is fine.
 fn find_line(text: &str, key: &str) -> Option<usize> {
     let (section, field) = match key.split_once('.') {
@@ -756,14 +883,14 @@ fn find_line(text: &str, key: &str) -> Option<usize> {
     };
     let field = field.split(['.', '[']).next().unwrap_or("");
     let mut table_start = None;
-    if let Some(index) = section
-        .strip_prefix("listener[")
-        .and_then(|r| r.strip_suffix(']'))
-        .and_then(|n| n.parse::<usize>().ok())
-    {
+    let array_entry = section.split_once('[').and_then(|(name, rest)| {
+        let index = rest.strip_suffix(']')?.parse::<usize>().ok()?;
+        Some((format!("[[{name}]]"), index))
+    });
+    if let Some((header, index)) = array_entry {
         let mut seen = 0;
         for (n, line) in text.lines().enumerate() {
-            if line.trim() == "[[listener]]" {
+            if line.trim() == header {
                 if seen == index {
                     table_start = Some(n);
                     break;
@@ -864,6 +991,37 @@ mod tests {
                 "t.toml:10: listener[1].max_message_bytes: 100 is out of range: RFC 5426 requires at least 480, and sluice takes at most 16 MiB",
             ]
         );
+    }
+
+    #[test]
+    fn s3_sources_are_checked() {
+        let text = "[[listener]]\nname = \"mdf\"\ntransport = \"tcp\"\naddress = \"0.0.0.0:514\"\n\n\
+                    [[s3]]\nname = \"mdf\"\nbucket = \"b\"\naccess_key_id = \"AKI\"\n\n\
+                    [[s3]]\nname = \"bad name\"\nbucket = \"\"\nendpoint = \"minio:9000\"\npoll_interval = \"0s\"\n";
+        assert_eq!(
+            errors(text),
+            vec![
+                "t.toml:7: s3[0].name: \"mdf\" is also the name of listener[0]",
+                "t.toml:9: s3[0].access_key_id: access_key_id and secret_access_key go together",
+                "t.toml:12: s3[1].name: \"bad name\": use letters, digits, '-', '_' and '.' (it names the checkpoint file)",
+                "t.toml:13: s3[1].bucket: must not be empty",
+                "t.toml:14: s3[1].endpoint: \"minio:9000\": expected http://host:port or https://host:port",
+                "t.toml:15: s3[1].poll_interval: must be at least 1s",
+            ]
+        );
+        let config = Config::from_toml(
+            "t.toml",
+            "[general]\nstate_dir = \"/srv/sluice\"\n[[s3]]\nname = \"p\"\nbucket = \"b\"\ngrammar = \"nope\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            config.s3_sources[0].checkpoint_path(&config.general),
+            PathBuf::from("/srv/sluice/s3-p.json")
+        );
+        let e = config
+            .validate_grammars(&GrammarSet::embedded().unwrap())
+            .unwrap_err();
+        assert_eq!(e[0].key, "s3[0].grammar");
     }
 
     #[test]

@@ -12,7 +12,7 @@ use sluice::config::{Config, Listener, Seconds, Tls as TlsSettings, TransportKin
 
 use sluice::grammar::{self, GrammarSet};
 use sluice::sink::NdjsonWriter;
-use sluice::source::{self, file, Message, ReceiveInfo, Transport};
+use sluice::source::{self, records, Message, ReceiveInfo, Transport};
 use sluice::time::DefaultZone;
 use sluice::{ParseOptions, Pipeline};
 
@@ -179,7 +179,8 @@ fn run_config(args: &RunArgs) -> anyhow::Result<(Config, GrammarSet)> {
         }
         config.listeners.push(listener);
     }
-    if config.listeners.is_empty() {
+    // A configuration that only pulls from S3 needs no listener.
+    if config.listeners.is_empty() && config.s3_sources.is_empty() {
         config.listeners = Config::embedded_default().listeners;
     }
     if let Some(dir) = &args.grammar_dir {
@@ -270,6 +271,19 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         .unwrap_or_default()
                 );
             }
+            for s in &config.s3_sources {
+                println!(
+                    "ok  s3 {:?}: s3://{}/{}{}, checkpoint {}",
+                    s.name,
+                    s.bucket,
+                    s.prefix,
+                    s.grammar
+                        .as_ref()
+                        .map(|g| format!(" (grammar {g})"))
+                        .unwrap_or_default(),
+                    s.checkpoint_path(&config.general).display()
+                );
+            }
             println!("ok  {} grammars loaded", grammars.iter().count());
             Ok(ExitCode::SUCCESS)
         }
@@ -297,16 +311,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 files
             };
             for path in inputs {
-                let (name, data) = if path.as_os_str() == "-" {
-                    let mut data = Vec::new();
-                    io::stdin().read_to_end(&mut data)?;
-                    ("-".to_string(), data)
+                if path.as_os_str() == "-" {
+                    parse_file(&pipeline, "-", io::stdin().lock(), &mut writer)?;
                 } else {
-                    let data = std::fs::read(&path)
+                    let file = std::fs::File::open(&path)
                         .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
-                    (path.display().to_string(), data)
-                };
-                parse_file(&pipeline, &name, &data, &mut writer)?;
+                    parse_file(&pipeline, &path.display().to_string(), file, &mut writer)?;
+                }
             }
             writer.flush()?;
             Ok(ExitCode::SUCCESS)
@@ -349,20 +360,29 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// Longest record `sluice parse` takes from a file; longer ones are cut and flagged.
+const PARSE_MAX_RECORD_BYTES: usize = 16 * 1024 * 1024;
+
+/// Parses a file (or stdin) the way the S3 source reads an object: gzip or not, JSON array,
+/// NDJSON, concatenated objects, or lines, streamed.
 fn parse_file<W: Write>(
     pipeline: &Pipeline,
     name: &str,
-    data: &[u8],
+    input: impl Read,
     writer: &mut NdjsonWriter<W>,
 ) -> anyhow::Result<()> {
     let mut received = ReceiveInfo::new("parse", Transport::File);
     received.object_key = Some(Arc::from(name));
     let received_ms = source::now_ms();
-    for record in file::records(data) {
-        let mut message = Message::new(record.bytes.to_vec(), received.clone(), received_ms);
-        message.offset = Some(record.offset);
-        message.json_record = record.json;
-        writer.write(&pipeline.parse(&message))?;
-    }
+    records::read_all(name, input, PARSE_MAX_RECORD_BYTES, |batch| {
+        for record in batch {
+            let mut message = Message::new(record.bytes, received.clone(), received_ms);
+            message.offset = Some(record.offset);
+            message.json_record = record.json;
+            message.truncated = record.truncated;
+            writer.write(&pipeline.parse(&message))?;
+        }
+        Ok(())
+    })?;
     Ok(())
 }

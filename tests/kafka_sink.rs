@@ -480,3 +480,63 @@ fn a_full_spool_holds_the_senders_back_and_loses_nothing() {
     let seen = sequence_numbers(&consume(&brokers, "sluice.events", 1, 2000, WAIT));
     assert_eq!(seen, (0..2000).collect::<Vec<u64>>());
 }
+
+/// The S3 source records an object as done when its receipt settles: through Kafka that
+/// must be on the broker's acknowledgement of every event, not on handing them to
+/// librdkafka. With the only broker down nothing settles; once it is back, all do.
+#[test]
+fn a_receipt_settles_only_when_kafka_acknowledged_every_event() {
+    use sluice::sink::{kafka::KafkaSink, Sink, SinkRecord};
+    use sluice::source::Receipt;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::Arc;
+
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("sluice.events", 1, 1).unwrap();
+    let kafka = sluice::config::Kafka::new(&cluster.bootstrap_servers());
+    let router = kafka.router().unwrap();
+    let written = Arc::new(AtomicU64::new(0));
+    let mut sink = KafkaSink::new(
+        &kafka.client_config(),
+        written.clone(),
+        sluice::telemetry::Health::new(),
+        None,
+    )
+    .unwrap();
+    let done = Arc::new(AtomicBool::new(false));
+    let flag = done.clone();
+    let receipt = Receipt::new(move || flag.store(true, Ordering::SeqCst));
+    cluster.broker_down(1).unwrap();
+    for i in 0..3 {
+        let event = serde_json::json!({"sluice": {"grammar": "json"}, "n": i});
+        sink.write(&SinkRecord {
+            payload: serde_json::to_vec(&event).unwrap(),
+            status: sluice::Status::Ok,
+            received_ms: 0,
+            route: Some(router.route(&event, sluice::Status::Ok)),
+            receipt: Some(receipt.share()),
+        })
+        .unwrap();
+    }
+    // The reader is done with the object: only the deliveries keep it open.
+    receipt.settle();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        !done.load(Ordering::SeqCst),
+        "settled with no broker to acknowledge"
+    );
+    assert_eq!(written.load(Ordering::SeqCst), 0);
+    cluster.broker_up(1).unwrap();
+    let started = std::time::Instant::now();
+    while !done.load(Ordering::SeqCst) && started.elapsed() < WAIT {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        done.load(Ordering::SeqCst),
+        "not settled after the broker came back"
+    );
+    assert_eq!(written.load(Ordering::SeqCst), 3);
+    sink.close(Duration::from_secs(5)).unwrap();
+    let events = consume(&cluster.bootstrap_servers(), "sluice.events", 1, 3, WAIT);
+    assert_eq!(events.len(), 3);
+}

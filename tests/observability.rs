@@ -273,7 +273,21 @@ fn every_metric_in_the_dashboards_and_alerts_exists_in_a_real_scrape() {
         cluster.bootstrap_servers(),
         spool.path().display()
     );
-    let stdout_config = format!("{}{}", listeners(), tls_section(&pki));
+    // With an S3 source whose endpoint refuses connections: its series exist from the start,
+    // and its listing (retried) must not hold up the stop.
+    let state = tempfile::tempdir().unwrap();
+    let closed_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let stdout_config = format!(
+        "[general]\nstate_dir = \"{}\"\n{}{}\n[[s3]]\nname = \"exports\"\nbucket = \"b\"\n\
+         endpoint = \"http://127.0.0.1:{closed_port}\"\naccess_key_id = \"k\"\nsecret_access_key = \"s\"\n",
+        state.path().display(),
+        listeners(),
+        tls_section(&pki)
+    );
     let mut scraped = BTreeSet::new();
     for config in [kafka_config, stdout_config] {
         let sluice = Sluice::start(&config);

@@ -6,7 +6,6 @@
 //! docs/performance.md); its recursion limit (128) also turns deep nesting into an error
 //! instead of a stack overflow.
 
-use serde_json::value::RawValue;
 use serde_json::Value;
 
 /// What a lenient parse had to repair. Each becomes part of the `json_repaired` error text.
@@ -152,82 +151,6 @@ fn fix_strings(text: &str, out: &mut String, repairs: &mut Repairs) {
     out.push_str(&text[copied..]);
 }
 
-/// One value read from a JSON value stream, with its byte offset in the input.
-#[derive(Debug)]
-pub enum StreamItem<'a> {
-    Value {
-        raw: &'a str,
-        offset: usize,
-    },
-    /// Text that is not valid JSON; the stream resumes at the next line.
-    Invalid {
-        raw: &'a str,
-        offset: usize,
-        error: String,
-    },
-}
-
-/// Splits a JSON value stream: a top-level array (one item per element), NDJSON, or
-/// concatenated (pretty-printed) values. Invalid text yields an `Invalid` item and reading
-/// resumes at the next line that starts a value, so one bad record does not lose the rest.
-pub fn split_stream(text: &str) -> Vec<StreamItem<'_>> {
-    let trimmed = text.trim_start();
-    let base = text.len() - trimmed.len();
-    if trimmed.starts_with('[') {
-        if let Ok(items) = serde_json::from_str::<Vec<&RawValue>>(trimmed) {
-            return items
-                .into_iter()
-                .map(|raw| {
-                    let raw = raw.get();
-                    let offset = raw.as_ptr() as usize - text.as_ptr() as usize;
-                    StreamItem::Value { raw, offset }
-                })
-                .collect();
-        }
-    }
-    let mut items = Vec::new();
-    let mut pos = base;
-    while pos < text.len() {
-        let rest = &text[pos..];
-        let skip = rest.len() - rest.trim_start().len();
-        pos += skip;
-        if pos >= text.len() {
-            break;
-        }
-        let mut stream = serde_json::Deserializer::from_str(&text[pos..]).into_iter::<&RawValue>();
-        match stream.next() {
-            Some(Ok(raw)) => {
-                let raw = raw.get();
-                let offset = raw.as_ptr() as usize - text.as_ptr() as usize;
-                items.push(StreamItem::Value { raw, offset });
-                pos += stream.byte_offset();
-            }
-            Some(Err(e)) => {
-                // Resume at the next line that starts like a JSON value.
-                let mut end = text.len();
-                let mut search = pos;
-                while let Some(nl) = memchr::memchr(b'\n', &text.as_bytes()[search..]) {
-                    let line_start = search + nl + 1;
-                    if matches!(text.as_bytes().get(line_start), Some(b'{' | b'[')) {
-                        end = line_start;
-                        break;
-                    }
-                    search = line_start;
-                }
-                let raw = text[pos..end].trim_end();
-                items.push(StreamItem::Invalid {
-                    raw,
-                    offset: pos,
-                    error: e.to_string(),
-                });
-                pos = end;
-            }
-            None => break,
-        }
-    }
-    items
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -266,31 +189,6 @@ mod tests {
         let v =
             parse_members(r#""log_type":"config","timestamp":"2022-07-15T11:19:41.629Z""#).unwrap();
         assert_eq!(v["log_type"], "config");
-    }
-
-    #[test]
-    fn streams() {
-        let pretty = "{\n\"a\": 1\n}\n{\n\"a\": 2\n}\n";
-        let items = split_stream(pretty);
-        assert_eq!(items.len(), 2);
-        let arr = split_stream("[{\"a\":1}, {\"a\":2}]");
-        assert!(matches!(
-            arr[1],
-            StreamItem::Value {
-                raw: "{\"a\":2}",
-                ..
-            }
-        ));
-        let bad = split_stream("{\"a\":1}\n{\"a\":\n{\"a\":3}\n");
-        assert_eq!(bad.len(), 3);
-        assert!(matches!(bad[1], StreamItem::Invalid { .. }));
-        assert!(matches!(
-            bad[2],
-            StreamItem::Value {
-                raw: "{\"a\":3}",
-                ..
-            }
-        ));
     }
 
     #[test]

@@ -23,6 +23,7 @@ use crate::queue;
 use crate::sink;
 use crate::source::limits::ConnectionLimits;
 use crate::source::metrics::ListenerMetrics;
+use crate::source::s3::S3Reader;
 use crate::source::tcp::{self, StreamListener};
 use crate::source::tls::TlsServer;
 use crate::source::udp::{self, DatagramListener};
@@ -187,6 +188,11 @@ pub async fn run(
             }
         }
     }
+    let mut s3_readers = Vec::new();
+    for source in &config.s3_sources {
+        let reader = S3Reader::new(source, &config.general).map_err(anyhow::Error::msg)?;
+        s3_readers.push((Arc::new(reader), dispatcher.clone()));
+    }
     let accepted = dispatcher.accepted();
     let depth = dispatcher.depth_probe();
     health.add_probe(move || {
@@ -225,6 +231,13 @@ pub async fn run(
             }
         }
     }
+    let s3_readers: Vec<Arc<S3Reader>> = s3_readers
+        .into_iter()
+        .map(|(reader, dispatcher)| {
+            listeners.spawn(reader.clone().run(dispatcher, shutdown_rx.clone()));
+            reader
+        })
+        .collect();
     for (server, metrics) in tls_watchers {
         tokio::spawn(server.watch(metrics, shutdown_rx.clone()));
     }
@@ -255,6 +268,10 @@ pub async fn run(
         .await
     };
     let drained = tokio::time::timeout(deadline, drain).await.is_ok();
+    // The sink is closed: every object whose events all went out is in its checkpoint.
+    for reader in &s3_readers {
+        reader.save_checkpoint();
+    }
     if let Some(server) = metrics_server {
         server.abort();
     }
@@ -290,6 +307,11 @@ pub fn preflight(config: &Config) -> Result<(), Vec<String>> {
             if let Err(e) = TlsServer::new(tls.clone()) {
                 problems.push(format!("listener {:?}: {e}", l.name));
             }
+        }
+    }
+    for source in &config.s3_sources {
+        if let Err(e) = S3Reader::new(source, &config.general) {
+            problems.push(e);
         }
     }
     #[cfg(feature = "kafka")]

@@ -33,10 +33,10 @@ pub fn run(
         let n = batch.len();
         let now_seconds = crate::source::now_ms() as f64 / 1000.0;
         let records: Vec<SinkRecord> = batch
-            .iter()
-            .map(|message| {
-                let event = pipeline.parse(message);
-                let status = outcomes.record(&event, message);
+            .into_iter()
+            .map(|mut message| {
+                let event = pipeline.parse(&message);
+                let status = outcomes.record(&event, &message);
                 sources.seen(
                     event["sluice"]["grammar"].as_str().unwrap_or("none"),
                     &event,
@@ -55,6 +55,7 @@ pub fn run(
                     status,
                     received_ms: message.received_ms,
                     route,
+                    receipt: message.receipt.take(),
                 }
             })
             .collect();

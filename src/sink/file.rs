@@ -94,6 +94,7 @@ mod tests {
             status: Status::Ok,
             received_ms: 0,
             route: None,
+            receipt: None,
         }
     }
 

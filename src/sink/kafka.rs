@@ -46,6 +46,7 @@ pub struct Pending {
     dead_letter: bool,
     /// The spool segment the event was replayed from.
     spool_segment: Option<u64>,
+    receipt: Option<Arc<crate::source::Receipt>>,
 }
 
 pub struct Delivery {
@@ -143,6 +144,10 @@ impl ProducerContext for Delivery {
     type DeliveryOpaque = Box<Pending>;
 
     fn delivery(&self, result: &DeliveryResult<'_>, pending: Box<Pending>) {
+        // Delivered, or dropped for good and counted: either way the source is done with it.
+        if let Some(receipt) = &pending.receipt {
+            receipt.settle();
+        }
         if let Some(segment) = pending.spool_segment {
             self.acks
                 .lock()
@@ -330,6 +335,7 @@ impl KafkaSink {
         received_ms: i64,
         dead_letter: bool,
         segment: Option<u64>,
+        receipt: Option<&Arc<crate::source::Receipt>>,
     ) -> Sent {
         let mut owned = OwnedHeaders::new();
         for (name, value) in headers {
@@ -342,6 +348,7 @@ impl KafkaSink {
             received_ms,
             dead_letter,
             spool_segment: segment,
+            receipt: receipt.cloned(),
         });
         let mut base = BaseRecord::with_opaque_to(topic, pending)
             .payload(payload)
@@ -359,6 +366,9 @@ impl KafkaSink {
                     .unwrap_or("produce_failed");
                 counter!("sluice_events_dropped_total", "reason" => reason).increment(1);
                 tracing::error!(topic, error = %error, reason, "event not produced");
+                if let Some(receipt) = receipt {
+                    receipt.settle();
+                }
                 if let Some(segment) = segment {
                     self.acks
                         .lock()
@@ -416,6 +426,7 @@ impl KafkaSink {
                 record.received_ms,
                 record.dead_letter,
                 Some(segment),
+                None,
             );
             let state = self.spool.as_mut().expect("spool present");
             match sent {
@@ -452,6 +463,9 @@ impl KafkaSink {
                 Ok(()) => {
                     state.spooled.increment(1);
                     state.update_gauges();
+                    if let Some(receipt) = &record.receipt {
+                        receipt.settle();
+                    }
                     if waited.is_some() {
                         self.health.set_problem(SPOOL_KEY, None);
                     }
@@ -528,6 +542,7 @@ impl Sink for KafkaSink {
                 record.received_ms,
                 route.dead_letter,
                 None,
+                record.receipt.as_ref(),
             );
             match sent {
                 Sent::Done => break,

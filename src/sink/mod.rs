@@ -34,6 +34,8 @@ pub struct SinkRecord {
     pub received_ms: i64,
     /// Topic, key and headers, when the sink routes (Kafka).
     pub route: Option<route::Route>,
+    /// Settled by the sink once the event is written (flushed), delivered or spooled.
+    pub receipt: Option<Arc<crate::source::Receipt>>,
 }
 
 pub trait Sink: Send {
@@ -182,6 +184,18 @@ pub fn spawn(
                 if sink.counts_on_write() {
                     events.increment(batch.len() as u64);
                     written.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                    // A source waiting for these events to be out (S3) hears so only once
+                    // they left sluice's buffers.
+                    if batch.iter().any(|r| r.receipt.is_some()) {
+                        while let Err(e) = sink.flush() {
+                            errors.increment(1);
+                            tracing::error!(sink = name, error = %e, "flush failed; retrying in 1 s");
+                            std::thread::sleep(Duration::from_secs(1));
+                        }
+                        for receipt in batch.iter().filter_map(|r| r.receipt.as_ref()) {
+                            receipt.settle();
+                        }
+                    }
                 }
                 if batches.is_empty() {
                     if let Err(e) = sink.flush() {

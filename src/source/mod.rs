@@ -1,16 +1,18 @@
 //! Where messages come from: the message type every source produces, stream framing, the
-//! network listeners of `sluice run` (TCP, TLS, UDP) with their limits, and the file reader
-//! of `sluice parse`.
+//! network listeners of `sluice run` (TCP, TLS, UDP) with their limits, the S3 source, and
+//! the record splitter that files and objects share.
 
-pub mod file;
 pub mod framing;
 pub mod limits;
 pub mod metrics;
+pub mod records;
+pub mod s3;
 pub mod tcp;
 pub mod tls;
 pub mod udp;
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -75,6 +77,8 @@ pub struct Message {
     pub offset: Option<u64>,
     /// Set when the source already knows the format (a record from a JSON file).
     pub json_record: bool,
+    /// Settled once the event is out of sluice's hands (see [`Receipt`]).
+    pub receipt: Option<Arc<Receipt>>,
 }
 
 impl Message {
@@ -86,7 +90,50 @@ impl Message {
             truncated: false,
             offset: None,
             json_record: false,
+            receipt: None,
         }
+    }
+}
+
+/// Tells a source when every event of one unit of its input (an S3 object) has been
+/// delivered, spooled, or dropped with a count, so it may record the unit as done.
+///
+/// The source holds one share while it reads and takes one more per message; the sink
+/// settles each message's share; the callback runs when the last share is settled. A
+/// message lost before the sink (the process stopped) never settles: its unit is not
+/// recorded as done and is read again.
+pub struct Receipt {
+    shares: AtomicU64,
+    on_done: Box<dyn Fn() + Send + Sync>,
+}
+
+impl Receipt {
+    /// A receipt with the reader's own share.
+    pub fn new(on_done: impl Fn() + Send + Sync + 'static) -> Arc<Receipt> {
+        Arc::new(Receipt {
+            shares: AtomicU64::new(1),
+            on_done: Box::new(on_done),
+        })
+    }
+
+    /// One more share, for one more message.
+    pub fn share(self: &Arc<Self>) -> Arc<Receipt> {
+        self.shares.fetch_add(1, Ordering::AcqRel);
+        self.clone()
+    }
+
+    pub fn settle(&self) {
+        if self.shares.fetch_sub(1, Ordering::AcqRel) == 1 {
+            (self.on_done)();
+        }
+    }
+}
+
+impl std::fmt::Debug for Receipt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Receipt")
+            .field("shares", &self.shares.load(Ordering::Relaxed))
+            .finish()
     }
 }
 

@@ -136,6 +136,51 @@ fn describe() {
         Unit::Count,
         "Parse errors by grammar and stable error code."
     );
+    describe_gauge!(
+        "sluice_s3_objects_listed",
+        Unit::Count,
+        "Objects under the S3 source's prefix at the last listing."
+    );
+    describe_gauge!(
+        "sluice_s3_objects_pending",
+        Unit::Count,
+        "Listed objects not yet read and delivered."
+    );
+    describe_gauge!(
+        "sluice_s3_lag_seconds",
+        Unit::Seconds,
+        "Age of the oldest object not yet read (0 when none waits)."
+    );
+    describe_gauge!(
+        "sluice_s3_last_poll_timestamp_seconds",
+        Unit::Seconds,
+        "Unix time of the last successful listing of the S3 source."
+    );
+    describe_counter!(
+        "sluice_s3_objects_read_total",
+        Unit::Count,
+        "S3 objects read to the end."
+    );
+    describe_counter!(
+        "sluice_s3_objects_completed_total",
+        Unit::Count,
+        "S3 objects whose every event was delivered, recorded in the checkpoint."
+    );
+    describe_counter!(
+        "sluice_s3_objects_failed_total",
+        Unit::Count,
+        "S3 listings and objects that failed, by reason."
+    );
+    describe_counter!(
+        "sluice_s3_records_total",
+        Unit::Count,
+        "Records of S3 objects queued for parsing."
+    );
+    describe_counter!(
+        "sluice_s3_bytes_total",
+        Unit::Bytes,
+        "S3 object bytes read, as stored."
+    );
     describe_counter!(
         "sluice_events_written_total",
         Unit::Count,
@@ -244,7 +289,9 @@ impl Health {
 /// RUST_LOG is set.
 pub fn init_logging(json: bool, level: &str) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    // object_store logs each retry of an S3 request at info; sluice logs the outcome.
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(format!("{level},object_store=warn")));
     use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -13,7 +13,7 @@ use std::sync::OnceLock;
 
 use serde_json::Value;
 use sluice::grammar::GrammarSet;
-use sluice::source::{file, Message, ReceiveInfo, Transport};
+use sluice::source::{records, Message, ReceiveInfo, Transport};
 use sluice::{ParseOptions, Pipeline};
 
 /// 2023-11-14T22:13:20Z: the receive time of every test message.
@@ -39,11 +39,18 @@ pub fn parse_line(pipeline: &Pipeline, line: &str) -> Value {
 
 /// Parses a file the way `sluice parse` does.
 pub fn parse_file(pipeline: &Pipeline, path: &Path) -> Vec<Value> {
-    let data = std::fs::read(path).unwrap();
-    file::records(&data)
-        .into_iter()
-        .map(|r| pipeline.parse(&message(r.bytes, r.json)))
-        .collect()
+    let mut events = Vec::new();
+    let file = std::fs::File::open(path).unwrap();
+    records::read_all(&path.display().to_string(), file, 1 << 20, |batch| {
+        events.extend(
+            batch
+                .iter()
+                .map(|r| pipeline.parse(&message(&r.bytes, r.json))),
+        );
+        Ok(())
+    })
+    .unwrap();
+    events
 }
 
 pub fn repo_root() -> PathBuf {
