@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Writes dashboards/sluice-overview.json, the Grafana dashboard of sluice's metrics.
-Edit the panel list here and run `python3 dashboards/generate.py`; commit both files.
+"""Writes dashboards/sluice-overview.json and dashboards/sluice-sources.json, the Grafana
+dashboards of sluice's metrics. Edit the panel lists here and run
+`python3 dashboards/generate.py`; commit the script and both files.
 tests/observability.rs checks that every metric used here exists in a real scrape."""
 import json, os
 
@@ -33,6 +34,10 @@ panels = [
         (f'sum by (listener, reason) (rate(sluice_datagrams_refused_total{{{SEL}}}[$__rate_interval]))', "datagrams {{listener}}: {{reason}}"),
     ], "short", "Allowlist and connection-limit refusals."),
     ts("TLS handshake failures / s", [(f'sum by (listener, reason) (rate(sluice_tls_handshake_failures_total{{{SEL}}}[$__rate_interval]))', "{{listener}}: {{reason}}")], "short"),
+    ts("Message size", [
+        (f'histogram_quantile(0.5, sum by (le, listener) (rate(sluice_message_size_bytes_bucket{{{SEL}}}[$__rate_interval])))', "p50 {{listener}}"),
+        (f'histogram_quantile(0.99, sum by (le, listener) (rate(sluice_message_size_bytes_bucket{{{SEL}}}[$__rate_interval])))', "p99 {{listener}}"),
+    ], "bytes", "After framing. KATA cuts at 32 KB, Perception Point at 1,024 characters: a p99 at the limit means messages are being cut."),
     ts("Messages cut or dropped / s", [
         (f'sum by (listener, reason) (rate(sluice_messages_truncated_total{{{SEL}}}[$__rate_interval]))', "truncated {{listener}}: {{reason}}"),
         (f'sum by (listener, reason) (rate(sluice_udp_datagrams_dropped_total{{{SEL}}}[$__rate_interval]))', "UDP dropped {{listener}}: {{reason}}"),
@@ -66,6 +71,10 @@ panels = [
     },
     ts("Messages / s per source", [(f'sum by (grammar, source) (rate(sluice_source_messages_total{{{SEL}}}[$__rate_interval]))', "{{grammar}} {{source}}")],
        "short", "source=\"other\" gathers the sources past general.max_sources."),
+    ts("Heartbeat age (over the configured interval)", [(
+        f'(time() - max by (grammar, source) (sluice_source_last_heartbeat_timestamp_seconds{{{SEL}}})) / on (grammar) group_left max by (grammar) (sluice_heartbeat_interval_seconds{{{SEL}}})',
+        "{{grammar}} {{source}}")], "short",
+       "Time since each source's last heartbeat, in heartbeat intervals ([heartbeats] in the configuration). Above 3, SluiceHeartbeatMissing fires.", width=24),
     row("S3 sources"),
     ts("S3 backlog", [
         (f'max by (source) (sluice_s3_objects_pending{{{SEL}}})', "unread objects {{source}}"),
@@ -104,45 +113,119 @@ panels = [
         (f'sum(rate(sluice_events_replayed_total{{{SEL}}}[$__rate_interval]))', "replayed / s"),
     ], "short", "Events waiting on disk while Kafka cannot take them."),
     ts("Sink write errors / s", [(f'sum by (sink) (rate(sluice_sink_errors_total{{{SEL}}}[$__rate_interval]))', "{{sink}}")], "short"),
+    ts("Oldest spooled event", [(f'max(sluice_spool_oldest_event_age_seconds{{{SEL}}})', "age")], "s",
+       "How long the oldest event in the disk spool has waited (0: the spool is empty)."),
+    row("Resources"),
+    ts("CPU (cores)", [(f'sum by (instance) (rate(process_cpu_seconds_total{{{SEL}}}[$__rate_interval]) and on (instance) sluice_build_info)', "{{instance}}")], "short",
+       "CPU seconds per second of each sluice process."),
+    ts("Resident memory", [(f'max by (instance) (process_resident_memory_bytes{{{SEL}}} and on (instance) sluice_build_info)', "{{instance}}")], "bytes",
+       "Resident memory of each sluice process."),
+    ts("Open file descriptors", [
+        (f'max by (instance) (process_open_fds{{{SEL}}} and on (instance) sluice_build_info)', "open {{instance}}"),
+        (f'max by (instance) (process_max_fds{{{SEL}}} and on (instance) sluice_build_info)', "limit {{instance}}"),
+    ], "short", "Each TCP/TLS connection holds one; near the limit, new connections fail."),
+    ts("Threads", [(f'max by (instance) (process_threads{{{SEL}}} and on (instance) sluice_build_info)', "{{instance}}")], "short"),
 ]
 
-# Lay the panels out two to a row.
-x = y = 0
-for i, p in enumerate(panels):
-    p["id"] = i + 1
-    w, h = p["gridPos"]["w"], p["gridPos"]["h"]
-    if p["type"] == "row" or x + w > 24:
-        x = 0
-        y += 8 if i else 0
-    p["gridPos"].update({"x": x, "y": y})
-    if p["type"] == "row":
-        y += 1
-    else:
-        x += w
-        if x >= 24:
-            x, y = 0, y + h
+SRC = 'instance=~"$instance", grammar=~"$grammar", source=~"$source"'
 
-dashboard = {
-    "title": "sluice overview",
-    "uid": "sluice-overview",
-    "description": "Ingest, parsing, back-pressure and Kafka delivery of sluice. See dashboards/README.md.",
-    "tags": ["sluice", "syslog", "siem"],
-    "timezone": "browser",
-    "schemaVersion": 39,
-    "version": 1,
-    "refresh": "10s",
-    "time": {"from": "now-1h", "to": "now"},
-    "templating": {"list": [
+source_panels = [
+    {
+        "type": "table", "title": "Sources",
+        "description": "One row per source (grammar and reporting host): seconds since its last message and last heartbeat, and its message rate. Sorted: the longest silent first.",
+        "datasource": {"type": "prometheus", "uid": "${datasource}"},
+        "targets": [
+            {"refId": "A", "expr": f'time() - max by (grammar, source) (sluice_source_last_seen_timestamp_seconds{{{SRC}}})', "format": "table", "instant": True},
+            {"refId": "B", "expr": f'time() - max by (grammar, source) (sluice_source_last_heartbeat_timestamp_seconds{{{SRC}}})', "format": "table", "instant": True},
+            {"refId": "C", "expr": f'sum by (grammar, source) (rate(sluice_source_messages_total{{{SRC}}}[5m]))', "format": "table", "instant": True},
+        ],
+        "transformations": [
+            {"id": "merge", "options": {}},
+            {"id": "organize", "options": {"excludeByName": {"Time": True}, "renameByName": {
+                "Value #A": "seconds since last message", "Value #B": "seconds since last heartbeat", "Value #C": "messages / s (5m)"}}},
+        ],
+        "fieldConfig": {"defaults": {"decimals": 1}, "overrides": []},
+        "options": {"sortBy": [{"displayName": "seconds since last message", "desc": True}]},
+        "gridPos": {"w": 24, "h": 10},
+    },
+    ts("Seconds since last message", [(f'time() - max by (grammar, source) (sluice_source_last_seen_timestamp_seconds{{{SRC}}})', "{{grammar}} {{source}}")], "s",
+       "A line that climbs steadily is a source gone silent (SluiceSourceSilent fires after 15 minutes)."),
+    ts("Heartbeat age (intervals)", [(
+        f'(time() - max by (grammar, source) (sluice_source_last_heartbeat_timestamp_seconds{{{SRC}}})) / on (grammar) group_left max by (grammar) (sluice_heartbeat_interval_seconds{{instance=~"$instance"}})',
+        "{{grammar}} {{source}}")], "short", "Above 3 intervals, SluiceHeartbeatMissing fires. Only sources that send heartbeats (KATA) appear."),
+    ts("Messages / s", [(f'sum by (grammar, source) (rate(sluice_source_messages_total{{{SRC}}}[$__rate_interval]))', "{{grammar}} {{source}}")], "short", stack=True),
+    ts("Parse failures / s of the selected grammars", [(
+        f'sum by (grammar, code) (rate(sluice_parse_errors_total{{instance=~"$instance", grammar=~"$grammar"}}[$__rate_interval]))', "{{grammar}}: {{code}}")], "short",
+       "Parse errors are counted per grammar (a per-host label would be unbounded); the log names the sender of each sample."),
+]
+
+
+def layout(panels):
+    """Two panels to a row; a row header, or a panel that does not fit, starts a new line."""
+    x = y = 0
+    for i, p in enumerate(panels):
+        p["id"] = i + 1
+        w, h = p["gridPos"]["w"], p["gridPos"]["h"]
+        if p["type"] == "row" or x + w > 24:
+            x = 0
+            y += 8 if i else 0
+        p["gridPos"].update({"x": x, "y": y})
+        if p["type"] == "row":
+            y += 1
+        else:
+            x += w
+            if x >= 24:
+                x, y = 0, y + h
+
+
+def variables(extra=()):
+    return {"list": [
         {"name": "datasource", "type": "datasource", "query": "prometheus", "label": "Data source", "current": {}},
         {"name": "instance", "type": "query", "label": "Instance", "datasource": {"type": "prometheus", "uid": "${datasource}"},
          "query": {"query": "label_values(sluice_build_info, instance)", "refId": "instances"},
          "definition": "label_values(sluice_build_info, instance)", "includeAll": True, "multi": True, "allValue": ".*",
          "current": {"text": "All", "value": "$__all"}, "refresh": 2},
-    ]},
+        *extra,
+    ]}
+
+
+def label_variable(name, label, query):
+    return {"name": name, "type": "query", "label": label, "datasource": {"type": "prometheus", "uid": "${datasource}"},
+            "query": {"query": query, "refId": name}, "definition": query, "includeAll": True, "multi": True,
+            "allValue": ".*", "current": {"text": "All", "value": "$__all"}, "refresh": 2}
+
+
+def write(name, dashboard):
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), name)
+    with open(path, "w") as f:
+        json.dump(dashboard, f, indent=2)
+        f.write("\n")
+    print(path)
+
+
+layout(panels)
+layout(source_panels)
+common = {"timezone": "browser", "schemaVersion": 39, "version": 1, "refresh": "10s", "time": {"from": "now-1h", "to": "now"}}
+write("sluice-overview.json", {
+    "title": "sluice overview",
+    "uid": "sluice-overview",
+    "description": "Ingest, parsing, back-pressure, Kafka delivery and resources of sluice. See dashboards/README.md.",
+    "tags": ["sluice", "syslog", "siem"],
+    **common,
+    "templating": variables(),
+    "links": [{"title": "sluice sources", "type": "link", "url": "/d/sluice-sources"}],
     "panels": panels,
-}
-path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sluice-overview.json")
-with open(path, "w") as f:
-    json.dump(dashboard, f, indent=2)
-    f.write("\n")
-print(path)
+})
+write("sluice-sources.json", {
+    "title": "sluice sources",
+    "uid": "sluice-sources",
+    "description": "Per source (grammar and reporting host): last seen, heartbeat age, rate, and the parse failures of its grammar. See dashboards/README.md.",
+    "tags": ["sluice", "syslog", "siem"],
+    **common,
+    "templating": variables([
+        label_variable("grammar", "Grammar", 'label_values(sluice_source_messages_total{instance=~"$instance"}, grammar)'),
+        label_variable("source", "Source", 'label_values(sluice_source_messages_total{instance=~"$instance", grammar=~"$grammar"}, source)'),
+    ]),
+    "links": [{"title": "sluice overview", "type": "link", "url": "/d/sluice-overview"}],
+    "panels": source_panels,
+})

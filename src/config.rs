@@ -39,6 +39,10 @@ pub struct Config {
     pub sink: Sink,
     #[serde(default)]
     pub metrics: Metrics,
+    /// Heartbeat interval per grammar, as set on the vendor's side (KATA's SIEM settings):
+    /// exported so an alert can fire after three missed heartbeats.
+    #[serde(default)]
+    pub heartbeats: BTreeMap<String, Seconds>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -773,6 +777,14 @@ impl Config {
                 );
             }
         }
+        for (grammar, interval) in &self.heartbeats {
+            if interval.0.is_zero() {
+                report(
+                    format!("heartbeats.{grammar}"),
+                    "must be longer than zero".into(),
+                );
+            }
+        }
         if self.general.queue_capacity == 0 {
             report("general.queue_capacity".into(), "must be at least 1".into());
         }
@@ -795,11 +807,17 @@ impl Config {
 
     /// Cross-checks against the loaded grammars.
     pub fn validate_grammars(&self, grammars: &GrammarSet) -> Result<(), Vec<ConfigError>> {
+        let heartbeat_grammars: Vec<(String, Option<String>)> = self
+            .heartbeats
+            .keys()
+            .map(|g| (format!("heartbeats.{g}"), Some(g.clone())))
+            .collect();
         let pinned = self
             .listeners
             .iter()
             .enumerate()
             .map(|(i, l)| (format!("listener[{i}].grammar"), &l.grammar))
+            .chain(heartbeat_grammars.iter().map(|(k, g)| (k.clone(), g)))
             .chain(
                 self.s3_sources
                     .iter()

@@ -535,7 +535,17 @@ impl Pipeline {
         } else {
             Status::Partial
         };
-        self.finish(message, out, root, product, unmapped, status, Some(grammar))
+        let kind = Some((kind.name.as_str(), kind.heartbeat));
+        self.finish(
+            message,
+            out,
+            root,
+            product,
+            unmapped,
+            status,
+            Some(grammar),
+            kind,
+        )
     }
 
     /// A Base Event for a message no grammar mapped (unrecognised, failed, no event kind).
@@ -556,7 +566,7 @@ impl Pipeline {
         let name = out.header.app_name.unwrap_or("unknown");
         let product = product(None, Some(name), None);
         let unmapped = std::mem::take(&mut out.extra);
-        self.finish(message, out, root, product, unmapped, status, grammar)
+        self.finish(message, out, root, product, unmapped, status, grammar, None)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -569,6 +579,8 @@ impl Pipeline {
         unmapped: Map<String, Value>,
         status: Status,
         grammar: Option<&Arc<Grammar>>,
+        // The grammar's event kind that mapped the message, and whether it is a heartbeat.
+        kind: Option<(&str, bool)>,
     ) -> Value {
         let severity_id = match root.get("severity_id").and_then(Value::as_i64) {
             Some(id) => id,
@@ -617,6 +629,12 @@ impl Pipeline {
         sluice.insert("schema_version".into(), Value::from(SCHEMA_VERSION));
         if let Some(g) = grammar {
             sluice.insert("grammar".into(), Value::from(g.name.as_str()));
+        }
+        if let Some((kind, heartbeat)) = kind {
+            sluice.insert("event_kind".into(), Value::from(kind));
+            if heartbeat {
+                sluice.insert("heartbeat".into(), Value::Bool(true));
+            }
         }
         sluice.insert("format".into(), Value::from(out.format.as_str()));
         let mut parse = Map::new();

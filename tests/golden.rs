@@ -81,3 +81,22 @@ fn symantec_repair_is_reported_with_its_code() {
     assert!(message.contains("missing opening '{'"), "{message}");
     assert!(message.contains("3 invalid escape"), "{message}");
 }
+
+/// KATA's heartbeat (severity 0, signature `heartbeat`, per the seed) is marked so that
+/// sluice can track it per source; its alerts are not.
+#[test]
+fn kata_heartbeat_is_marked_and_alerts_are_not() {
+    let pipeline = common::pipeline();
+    let heartbeat = common::parse_line(
+        &pipeline,
+        "<14>1 2026-11-23T10:00:00Z kata-node-1 KATA - - - CEF:0|AO Kaspersky Lab| Kaspersky Anti Targeted Attack Platform |5.0.0-5201|heartbeat| Heartbeat|0|eventId=77",
+    );
+    assert_eq!(heartbeat["sluice"]["event_kind"], "heartbeat");
+    assert_eq!(heartbeat["sluice"]["heartbeat"], true);
+    assert_eq!(heartbeat["class_uid"], 6002);
+    assert_eq!(heartbeat["activity_name"], "Heartbeat");
+    common::assert_valid(&heartbeat);
+    let alert = common::parse_line(&pipeline, &common::server::seed_line("kaspersky_kata.log"));
+    assert_eq!(alert["sluice"]["event_kind"], "alert");
+    assert!(alert["sluice"].get("heartbeat").is_none(), "{alert:#}");
+}

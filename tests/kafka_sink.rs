@@ -322,6 +322,15 @@ fn events_wait_in_the_spool_while_the_broker_is_away() {
         300.0
     );
     assert!(sluice.metric("sluice_spool_bytes", &[]) > 0.0);
+    // The oldest spooled event ages while it waits.
+    let started = std::time::Instant::now();
+    while sluice.metric("sluice_spool_oldest_event_age_seconds", &[]) < 1.0 {
+        assert!(
+            started.elapsed() < WAIT,
+            "the spool's oldest event does not age"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     cluster.broker_up(1).unwrap();
     assert_eq!(
         sluice.wait_metric("sluice_events_delivered_total", &[], 600.0),
@@ -347,6 +356,14 @@ fn events_wait_in_the_spool_while_the_broker_is_away() {
         .collect();
     assert!(in_order.windows(2).all(|w| w[0] < w[1]), "out of order");
     sluice.wait_metric("sluice_spool_records", &[], 0.0);
+    let started = std::time::Instant::now();
+    while sluice.metric("sluice_spool_oldest_event_age_seconds", &[]) != 0.0 {
+        assert!(
+            started.elapsed() < WAIT,
+            "an empty spool has no oldest event"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     assert!(sluice.stop().status.success());
 }
 

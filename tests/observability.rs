@@ -15,8 +15,11 @@ use rdkafka::mocking::MockCluster;
 
 const WAIT: Duration = Duration::from_secs(20);
 
+/// A KATA heartbeat from its own host.
+const HEARTBEAT: &str = "<14>1 2026-11-23T10:00:00Z kata-node-1 KATA - - - CEF:0|AO Kaspersky Lab| Kaspersky Anti Targeted Attack Platform |5.0.0-5201|heartbeat| Heartbeat|0|eventId=77";
+
 fn listeners() -> &'static str {
-    "[[listener]]\nname = \"tcp\"\ntransport = \"tcp\"\naddress = \"127.0.0.1:0\"\n\n\
+    "[heartbeats]\nkaspersky_kata = \"5m\"\n\n[[listener]]\nname = \"tcp\"\ntransport = \"tcp\"\naddress = \"127.0.0.1:0\"\n\n\
      [[listener]]\nname = \"udp\"\ntransport = \"udp\"\naddress = \"127.0.0.1:0\"\n\n\
      [[listener]]\nname = \"tls\"\ntransport = \"tls\"\naddress = \"127.0.0.1:0\"\n"
 }
@@ -28,7 +31,7 @@ fn exercise(sluice: &Sluice) -> String {
     let pp = common::server::seed_line("perception_point.log");
     tcp_send(
         sluice.addr("tcp"),
-        format!("{kata}\n{kata}\nnot a vendor format\n").as_bytes(),
+        format!("{kata}\n{HEARTBEAT}\n{kata}\nnot a vendor format\n").as_bytes(),
     );
     // Cut by the end of the connection: partial.
     tcp_send(sluice.addr("tcp"), kata.as_bytes());
@@ -44,7 +47,7 @@ fn exercise(sluice: &Sluice) -> String {
         &[("reason", "not_tls")],
         1.0,
     );
-    sluice.wait_metric("sluice_parse_total", &[], 6.0);
+    sluice.wait_metric("sluice_parse_total", &[], 7.0);
     sluice.scrape()
 }
 
@@ -75,7 +78,7 @@ fn counters_move_exactly_for_good_partial_and_garbage_input() {
             "sluice_messages_received_total",
             &[("listener", "tcp"), ("transport", "tcp")]
         ),
-        4.0
+        5.0
     );
     assert_eq!(
         value(
@@ -97,7 +100,7 @@ fn counters_move_exactly_for_good_partial_and_garbage_input() {
             "sluice_parse_total",
             &[("grammar", "kaspersky_kata"), ("status", "ok")]
         ),
-        2.0
+        3.0
     );
     assert_eq!(
         value(
@@ -155,14 +158,14 @@ fn counters_move_exactly_for_good_partial_and_garbage_input() {
         ),
         1.0
     );
-    // Four events to the main topic, two dead letters, once the broker acknowledged them.
+    // Five events to the main topic, two dead letters, once the broker acknowledged them.
     assert_eq!(
         sluice.wait_metric(
             "sluice_events_delivered_total",
             &[("topic", "sluice.events")],
-            4.0
+            5.0
         ),
-        4.0
+        5.0
     );
     assert_eq!(
         sluice.wait_metric(
@@ -174,7 +177,7 @@ fn counters_move_exactly_for_good_partial_and_garbage_input() {
     );
     assert_eq!(
         sluice.metric("sluice_kafka_delivery_seconds_count", &[]),
-        6.0
+        7.0
     );
     assert_eq!(sluice.metric("sluice_events_dropped_total", &[]), 0.0);
     // Per source: grammar and reporting host (the syslog hostname here, or the peer).
@@ -183,7 +186,7 @@ fn counters_move_exactly_for_good_partial_and_garbage_input() {
             "sluice_source_messages_total",
             &[("grammar", "kaspersky_kata")]
         ),
-        3.0
+        4.0
     );
     assert_eq!(
         value(
@@ -203,6 +206,28 @@ fn counters_move_exactly_for_good_partial_and_garbage_input() {
     assert!(
         (now - last_seen).abs() < 60.0,
         "last seen {last_seen}, now {now}"
+    );
+    // The heartbeat: its source's last-heartbeat time, and the configured interval. Sources
+    // that sent no heartbeat have no heartbeat series.
+    let heartbeat = value(
+        "sluice_source_last_heartbeat_timestamp_seconds",
+        &[("grammar", "kaspersky_kata"), ("source", "kata-node-1")],
+    );
+    assert!((now - heartbeat).abs() < 60.0, "heartbeat {heartbeat}");
+    assert_eq!(
+        scrape
+            .lines()
+            .filter(|l| l.starts_with("sluice_source_last_heartbeat_timestamp_seconds{"))
+            .count(),
+        1,
+        "{scrape}"
+    );
+    assert_eq!(
+        value(
+            "sluice_heartbeat_interval_seconds",
+            &[("grammar", "kaspersky_kata")]
+        ),
+        300.0
     );
     // Zero series exist before anything happens, for alerts to watch.
     assert!(scrape.contains("sluice_events_dropped_total{reason=\"unknown_topic\"} 0"));

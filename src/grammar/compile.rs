@@ -87,6 +87,8 @@ pub struct EventKind {
     pub class_uid: u32,
     pub activity_id: u32,
     pub activity_name: Option<String>,
+    /// A periodic "I am alive" message (KATA's heartbeat): tracked per source.
+    pub heartbeat: bool,
     pub mapper: Mapper,
     pub set: Vec<(TargetPath, Value)>,
     pub ensure: Vec<(TargetPath, Value)>,
@@ -379,6 +381,7 @@ fn event_kind(
         class_uid,
         activity_id: event.activity_id,
         activity_name: event.activity_name.clone(),
+        heartbeat: event.heartbeat,
         mapper: Mapper { rules, flat, json },
         set: constants(ctx, &event.set)?,
         ensure: constants(ctx, &event.ensure)?,

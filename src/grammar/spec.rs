@@ -104,6 +104,10 @@ pub struct EventSpec {
     pub class_uid: Spanned<u32>,
     pub activity_id: u32,
     pub activity_name: Option<String>,
+    /// Events of this kind are the source's heartbeat (`sluice.heartbeat`, and the
+    /// `sluice_source_last_heartbeat_timestamp_seconds` metric).
+    #[serde(default)]
+    pub heartbeat: bool,
     /// Why this class: required reading for whoever maintains the grammar.
     #[serde(default)]
     pub why: String,

@@ -188,6 +188,10 @@ pub async fn run(
             }
         }
     }
+    for (grammar, interval) in &config.heartbeats {
+        metrics::gauge!("sluice_heartbeat_interval_seconds", "grammar" => grammar.clone())
+            .set(interval.0.as_secs_f64());
+    }
     let mut s3_readers = Vec::new();
     for source in &config.s3_sources {
         let reader = S3Reader::new(source, &config.general).map_err(anyhow::Error::msg)?;

@@ -203,6 +203,7 @@ struct SpoolState {
     replayed: Counter,
     bytes: Gauge,
     records: Gauge,
+    oldest_age: Gauge,
 }
 
 impl SpoolState {
@@ -213,6 +214,12 @@ impl SpoolState {
     fn update_gauges(&self) {
         self.bytes.set(self.spool.bytes() as f64);
         self.records.set(self.spool.outstanding() as f64);
+        let age = self
+            .spool
+            .oldest_received_ms()
+            .map(|t| (now_ms() - t).max(0) as f64 / 1000.0)
+            .unwrap_or(0.0);
+        self.oldest_age.set(age);
     }
 }
 
@@ -292,6 +299,7 @@ impl KafkaSink {
                     replayed: counter!("sluice_events_replayed_total"),
                     bytes: gauge!("sluice_spool_bytes"),
                     records: gauge!("sluice_spool_records"),
+                    oldest_age: gauge!("sluice_spool_oldest_event_age_seconds"),
                 };
                 state.update_gauges();
                 Some(state)

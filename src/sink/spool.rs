@@ -59,6 +59,8 @@ pub enum AppendError {
 #[derive(Debug)]
 struct Segment {
     id: u64,
+    /// Receive time of its first record (ms since the epoch).
+    first_received_ms: i64,
     bytes: u64,
     records: u64,
     read: u64,
@@ -217,7 +219,11 @@ impl Spool {
             let file_len = fs::metadata(&path)?.len();
             let mut reader = BufReader::new(File::open(&path)?);
             let (mut good, mut records) = (0u64, 0u64);
-            while let Ok(Some((_, size))) = read_record(&mut reader) {
+            let mut first_received_ms = 0;
+            while let Ok(Some((record, size))) = read_record(&mut reader) {
+                if records == 0 {
+                    first_received_ms = record.received_ms;
+                }
                 good += size;
                 records += 1;
             }
@@ -233,6 +239,7 @@ impl Spool {
             recovery.records += records;
             segments.push_back(Segment {
                 id,
+                first_received_ms,
                 bytes: good,
                 records,
                 read: 0,
@@ -269,6 +276,13 @@ impl Spool {
         self.segments.iter().map(|s| s.records - s.acked).sum()
     }
 
+    /// Receive time of the oldest event still in the spool, at segment granularity: the
+    /// first event of the oldest segment (delivered or not), so an upper bound on the age of
+    /// what waits. `None` when the spool is empty.
+    pub fn oldest_received_ms(&self) -> Option<i64> {
+        self.segments.front().map(|s| s.first_received_ms)
+    }
+
     /// Whether `segment` is still in the spool.
     pub fn contains(&self, segment: u64) -> bool {
         self.segments.iter().any(|s| s.id == segment)
@@ -300,6 +314,7 @@ impl Spool {
             self.writer = Some(BufWriter::new(file));
             self.segments.push_back(Segment {
                 id,
+                first_received_ms: record.received_ms,
                 bytes: 0,
                 records: 0,
                 read: 0,

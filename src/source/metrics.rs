@@ -15,6 +15,8 @@ pub struct ListenerMetrics {
     pub framing_errors: Counter,
     /// Each wait for room in the parse queue (back-pressure), in seconds.
     pub queue_blocked: Histogram,
+    /// Size of each message after framing.
+    pub message_size: Histogram,
 }
 
 /// Why a connection or datagram was refused.
@@ -87,6 +89,7 @@ impl ListenerMetrics {
             bytes_discarded: counter!("sluice_bytes_discarded_total", "listener" => l.clone()),
             framing_errors: counter!("sluice_framing_errors_total", "listener" => l.clone()),
             queue_blocked: histogram!("sluice_queue_blocked_seconds", "listener" => l.clone()),
+            message_size: histogram!("sluice_message_size_bytes", "listener" => l.clone()),
             name: l,
             transport,
         }

@@ -213,6 +213,7 @@ impl StreamListener {
         reason: &'static str,
     ) -> Message {
         self.metrics.messages.increment(1);
+        self.metrics.message_size.record(frame.bytes.len() as f64);
         if frame.truncated {
             self.metrics.truncated(reason);
         }

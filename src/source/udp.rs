@@ -248,6 +248,7 @@ impl DatagramListener {
                 };
                 self.metrics.bytes.increment(datagram.len as u64);
                 self.metrics.messages.increment(1);
+                self.metrics.message_size.record(datagram.len as f64);
                 let mut bytes = &buffer[..datagram.len];
                 // Some senders end datagrams with a newline (or NUL); it is framing, not
                 // message.

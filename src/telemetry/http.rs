@@ -71,11 +71,9 @@ async fn respond(
     let (status, content_type, body) = match (method, path) {
         ("GET", "/metrics") => {
             handle.run_upkeep();
-            (
-                "200 OK",
-                "text/plain; version=0.0.4; charset=utf-8",
-                handle.render(),
-            )
+            let mut body = handle.render();
+            body.push_str(&super::process::render());
+            ("200 OK", "text/plain; version=0.0.4; charset=utf-8", body)
         }
         ("GET", "/healthz") => ("200 OK", "application/json", r#"{"status":"alive"}"#.into()),
         ("GET", "/readyz") => match health.readiness() {

@@ -2,6 +2,7 @@
 //! small HTTP endpoint for `/metrics`, `/healthz` and `/readyz`.
 
 pub mod http;
+pub mod process;
 pub mod sources;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -135,6 +136,36 @@ fn describe() {
         "sluice_parse_errors_total",
         Unit::Count,
         "Parse errors by grammar and stable error code."
+    );
+    describe_gauge!(
+        "sluice_spool_oldest_event_age_seconds",
+        Unit::Seconds,
+        "Age of the oldest event in the disk spool (its oldest segment's first event); 0 when empty."
+    );
+    describe_histogram!(
+        "sluice_message_size_bytes",
+        Unit::Bytes,
+        "Size of each message after framing (S3: each record), per listener."
+    );
+    describe_gauge!(
+        "sluice_source_last_seen_timestamp_seconds",
+        Unit::Seconds,
+        "Unix time of the last message from each source (grammar and reporting host)."
+    );
+    describe_counter!(
+        "sluice_source_messages_total",
+        Unit::Count,
+        "Messages from each source (grammar and reporting host)."
+    );
+    describe_gauge!(
+        "sluice_source_last_heartbeat_timestamp_seconds",
+        Unit::Seconds,
+        "Unix time of the last heartbeat event from each source (grammar and reporting host)."
+    );
+    describe_gauge!(
+        "sluice_heartbeat_interval_seconds",
+        Unit::Seconds,
+        "Heartbeat interval configured per grammar ([heartbeats]), as set on the vendor's side."
     );
     describe_gauge!(
         "sluice_s3_objects_listed",

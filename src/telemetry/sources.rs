@@ -66,11 +66,20 @@ pub fn reporting_host(event: &Value) -> &str {
     }
 }
 
+/// The series of one source.
+struct Handles {
+    last_seen: Gauge,
+    messages: Counter,
+    /// Registered at the source's first heartbeat: a source that sends none has no series.
+    last_heartbeat: Option<Gauge>,
+    label: String,
+}
+
 /// One worker's handles, so a known source costs a hash lookup and two atomic updates.
 pub struct SourceMetrics {
     tracker: Arc<SourceTracker>,
     /// grammar → host → handles: looked up by borrowed names, no allocation per message.
-    handles: HashMap<String, HashMap<String, (Gauge, Counter)>>,
+    handles: HashMap<String, HashMap<String, Handles>>,
     tracked: usize,
 }
 
@@ -83,30 +92,45 @@ impl SourceMetrics {
         }
     }
 
+    /// Records one event of `grammar`; a heartbeat event (`sluice.heartbeat`) also moves the
+    /// source's last-heartbeat time.
     pub fn seen(&mut self, grammar: &str, event: &Value, now_seconds: f64) {
         let host = reporting_host(event);
-        if let Some((last_seen, messages)) = self.handles.get(grammar).and_then(|h| h.get(host)) {
-            last_seen.set(now_seconds);
-            messages.increment(1);
-            return;
+        let heartbeat = event["sluice"]["heartbeat"] == Value::Bool(true);
+        let known = self.handles.get_mut(grammar).and_then(|h| h.get_mut(host));
+        let handles = match known {
+            Some(handles) => handles,
+            None => {
+                // Bounded like the labels: a flood of hosts must not grow this map.
+                if self.tracked >= self.tracker.limit * 2 {
+                    self.handles.clear();
+                    self.tracked = 0;
+                }
+                let label = self.tracker.label(grammar, host);
+                let handles = Handles {
+                    last_seen: gauge!("sluice_source_last_seen_timestamp_seconds", "grammar" => grammar.to_string(), "source" => label.clone()),
+                    messages: counter!("sluice_source_messages_total", "grammar" => grammar.to_string(), "source" => label.clone()),
+                    last_heartbeat: None,
+                    label,
+                };
+                self.tracked += 1;
+                self.handles
+                    .entry(grammar.to_string())
+                    .or_default()
+                    .entry(host.to_string())
+                    .or_insert(handles)
+            }
+        };
+        handles.last_seen.set(now_seconds);
+        handles.messages.increment(1);
+        if heartbeat {
+            handles
+                .last_heartbeat
+                .get_or_insert_with(|| {
+                    gauge!("sluice_source_last_heartbeat_timestamp_seconds", "grammar" => grammar.to_string(), "source" => handles.label.clone())
+                })
+                .set(now_seconds);
         }
-        // Bounded like the labels: a flood of hosts must not grow this map.
-        if self.tracked >= self.tracker.limit * 2 {
-            self.handles.clear();
-            self.tracked = 0;
-        }
-        let label = self.tracker.label(grammar, host);
-        let handles = (
-            gauge!("sluice_source_last_seen_timestamp_seconds", "grammar" => grammar.to_string(), "source" => label.clone()),
-            counter!("sluice_source_messages_total", "grammar" => grammar.to_string(), "source" => label),
-        );
-        handles.0.set(now_seconds);
-        handles.1.increment(1);
-        self.handles
-            .entry(grammar.to_string())
-            .or_default()
-            .insert(host.to_string(), handles);
-        self.tracked += 1;
     }
 }
 

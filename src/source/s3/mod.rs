@@ -124,6 +124,7 @@ struct Metrics {
     message_bytes: Counter,
     truncated: Counter,
     queue_blocked: Histogram,
+    message_size: Histogram,
     failed: HashMap<&'static str, Counter>,
 }
 
@@ -143,6 +144,7 @@ impl Metrics {
             message_bytes: counter!("sluice_bytes_received_total", "listener" => s.clone(), "transport" => "s3"),
             truncated: counter!("sluice_messages_truncated_total", "listener" => s.clone(), "reason" => "too_long"),
             queue_blocked: histogram!("sluice_queue_blocked_seconds", "listener" => s.clone()),
+            message_size: histogram!("sluice_message_size_bytes", "listener" => s.clone()),
             failed: FAILURES
                 .iter()
                 .map(|reason| {
@@ -505,6 +507,7 @@ impl S3Reader {
             self.metrics
                 .message_bytes
                 .increment(record.bytes.len() as u64);
+            self.metrics.message_size.record(record.bytes.len() as f64);
             if record.truncated {
                 self.metrics.truncated.increment(1);
             }
