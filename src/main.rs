@@ -32,6 +32,16 @@ enum Command {
     /// Receive syslog over TCP, UDP and TLS and write normalised events. With no listener
     /// given, listens on TCP and UDP 127.0.0.1:5514 and writes NDJSON to stdout.
     Run(Box<RunArgs>),
+    /// Ask a running sluice for its health over HTTP (a container health check without
+    /// curl); exit 0 on 200, 1 otherwise.
+    Healthcheck {
+        /// The metrics address of the sluice to ask.
+        #[arg(long, default_value = sluice::config::DEFAULT_METRICS_ADDRESS)]
+        address: SocketAddr,
+        /// /healthz (alive) or /readyz (ready to take traffic).
+        #[arg(long, default_value = "/healthz")]
+        path: String,
+    },
     /// Check a configuration file, the grammars it names, its certificates and its Kafka
     /// settings, without binding or connecting; exit 0 when it would start.
     CheckConfig {
@@ -252,6 +262,23 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 ExitCode::from(3)
             })
+        }
+        Command::Healthcheck { address, path } => {
+            match sluice::telemetry::http::probe(address, &path, std::time::Duration::from_secs(3))
+            {
+                Ok((200, body)) => {
+                    println!("{}", body.trim());
+                    Ok(ExitCode::SUCCESS)
+                }
+                Ok((status, body)) => {
+                    eprintln!("sluice: {path} answered {status}: {}", body.trim());
+                    Ok(ExitCode::from(1))
+                }
+                Err(e) => {
+                    eprintln!("sluice: cannot ask {address}{path}: {e}");
+                    Ok(ExitCode::from(1))
+                }
+            }
         }
         Command::CheckConfig { config } => {
             let config = Config::from_file(&config).map_err(config_errors)?;

@@ -654,3 +654,37 @@ fn shutdown_past_its_deadline_reports_what_was_not_written() {
     assert!(accepted > written, "{report}");
     assert_eq!(report["not_written"].as_u64().unwrap(), accepted - written);
 }
+
+/// The container health check: `sluice healthcheck` asks a running sluice over HTTP.
+#[test]
+fn healthcheck_subcommand_asks_a_running_sluice() {
+    let sluice = Sluice::start(&listener("tcp", "tcp", ""));
+    let ask = |path: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args([
+                "healthcheck",
+                "--address",
+                &sluice.metrics.to_string(),
+                "--path",
+                path,
+            ])
+            .output()
+            .unwrap()
+    };
+    let alive = ask("/healthz");
+    assert!(alive.status.success(), "{alive:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&alive.stdout).trim(),
+        r#"{"status":"alive"}"#
+    );
+    assert!(ask("/readyz").status.success());
+    let missing = ask("/nowhere");
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("answered 404"));
+    drop(sluice);
+    let closed = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["healthcheck", "--address", "127.0.0.1:1"])
+        .output()
+        .unwrap();
+    assert_eq!(closed.status.code(), Some(1));
+}
