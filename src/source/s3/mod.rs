@@ -413,9 +413,16 @@ impl S3Reader {
         };
         let mut info = self.info.clone();
         info.object_key = Some(Arc::from(name));
+        let mut object = ObjectQueue {
+            info,
+            receipt: receipt.clone(),
+            skip,
+            seen: 0,
+            dispatcher,
+            key,
+        };
         let mut reader = RecordReader::new(name, self.config.max_record_bytes);
         let mut stream = result.into_stream();
-        let mut seen = 0u64;
         let mut records = Vec::new();
         let mut corrupt = None;
         while let Some(chunk) = stream.next().await {
@@ -431,18 +438,7 @@ impl S3Reader {
             if let Err(e) = reader.feed(&chunk, &mut records) {
                 corrupt = Some(e);
             }
-            if !self
-                .queue(
-                    &mut records,
-                    &mut seen,
-                    skip,
-                    &info,
-                    &receipt,
-                    dispatcher,
-                    key,
-                )
-                .await
-            {
+            if !self.queue(&mut object, &mut records).await {
                 return false;
             }
             if corrupt.is_some() {
@@ -453,25 +449,14 @@ impl S3Reader {
         if let Err(e) = reader.finish(&mut records) {
             corrupt.get_or_insert(e);
         }
-        if !self
-            .queue(
-                &mut records,
-                &mut seen,
-                skip,
-                &info,
-                &receipt,
-                dispatcher,
-                key,
-            )
-            .await
-        {
+        if !self.queue(&mut object, &mut records).await {
             return false;
         }
         if let Some(e) = corrupt {
             // Reading it again gives the same bytes: what it held is out, the rest is lost,
             // counted and logged, and the object is not retried.
             self.metrics.failed("corrupt_gzip");
-            tracing::error!(source = %self.config.name, key = name, records = seen, error = %e, "s3: corrupt gzip data; the records before it were read, the rest of the object is lost");
+            tracing::error!(source = %self.config.name, key = name, records = object.seen, error = %e, "s3: corrupt gzip data; the records before it were read, the rest of the object is lost");
         }
         self.metrics.read.increment(1);
         if let Some(f) = self.ledger().in_flight.get_mut(name) {
@@ -483,39 +468,28 @@ impl S3Reader {
     }
 
     /// Queues the records found so far, skipping those an earlier attempt queued.
-    #[allow(clippy::too_many_arguments)]
-    async fn queue(
-        &self,
-        records: &mut Vec<Record>,
-        seen: &mut u64,
-        skip: u64,
-        info: &ReceiveInfo,
-        receipt: &Arc<Receipt>,
-        dispatcher: &Dispatcher,
-        key: u64,
-    ) -> bool {
+    async fn queue(&self, object: &mut ObjectQueue<'_>, records: &mut Vec<Record>) -> bool {
         if records.is_empty() {
             return true;
         }
         let received_ms = now_ms();
         let mut batch = Vec::with_capacity(records.len());
         for record in records.drain(..) {
-            *seen += 1;
-            if *seen <= skip {
+            object.seen += 1;
+            if object.seen <= object.skip {
                 continue;
             }
-            self.metrics
-                .message_bytes
-                .increment(record.bytes.len() as u64);
-            self.metrics.message_size.record(record.bytes.len() as f64);
+            let size = record.bytes.len();
+            self.metrics.message_bytes.increment(size as u64);
+            self.metrics.message_size.record(size as f64);
             if record.truncated {
                 self.metrics.truncated.increment(1);
             }
-            let mut message = Message::new(record.bytes, info.clone(), received_ms);
+            let mut message = Message::new(record.bytes, object.info.clone(), received_ms);
             message.offset = Some(record.offset);
             message.json_record = record.json;
             message.truncated = record.truncated;
-            message.receipt = Some(receipt.share());
+            message.receipt = Some(object.receipt.share());
             batch.push(message);
         }
         let n = batch.len() as u64;
@@ -524,19 +498,17 @@ impl S3Reader {
         }
         self.metrics.messages.increment(n);
         self.metrics.events.increment(n);
-        if dispatcher
-            .send(key, batch, &self.metrics.queue_blocked)
+        if object
+            .dispatcher
+            .send(object.key, batch, &self.metrics.queue_blocked)
             .await
             .is_err()
         {
             return false;
         }
-        if let Some(f) = self
-            .ledger()
-            .in_flight
-            .get_mut(info.object_key.as_deref().unwrap_or(""))
-        {
-            f.queued = *seen;
+        let key = object.info.object_key.as_deref().unwrap_or("");
+        if let Some(f) = self.ledger().in_flight.get_mut(key) {
+            f.queued = object.seen;
         }
         true
     }
@@ -544,6 +516,17 @@ impl S3Reader {
     fn forget(&self, key: &str) {
         self.ledger().in_flight.remove(key);
     }
+}
+
+/// The object being read: where its records go and how many were queued.
+struct ObjectQueue<'d> {
+    info: ReceiveInfo,
+    receipt: Arc<Receipt>,
+    /// Records an earlier, failed attempt queued already.
+    skip: u64,
+    seen: u64,
+    dispatcher: &'d Dispatcher,
+    key: u64,
 }
 
 /// How long a stopping sluice waits for the object being read.
