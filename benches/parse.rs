@@ -8,6 +8,10 @@ mod corpus;
 use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+
+// The allocator the sluice binary uses, so the figures match it.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use sluice::format::{cef, json, pipe};
 use sluice::grammar::GrammarSet;
 use sluice::source::{Message, ReceiveInfo, Transport};

@@ -5,6 +5,10 @@ mod corpus;
 
 use std::time::Instant;
 
+// As the sluice binary: mimalloc, and sonic-rs to serialise.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use sluice::grammar::GrammarSet;
 use sluice::source::{Message, ReceiveInfo, Transport};
 use sluice::{ParseOptions, Pipeline};
@@ -26,7 +30,7 @@ fn main() {
     let start = Instant::now();
     for m in &messages {
         out.clear();
-        serde_json::to_writer(&mut out, &pipeline.parse(m)).unwrap();
+        sonic_rs::to_writer(&mut out, &pipeline.parse(m)).unwrap();
         written += out.len();
     }
     let secs = start.elapsed().as_secs_f64();

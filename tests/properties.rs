@@ -2,6 +2,9 @@
 //! input (random bytes, huge lines, deep nesting) panics or overflows the stack.
 
 mod common;
+#[path = "../benches/corpus/mod.rs"]
+#[allow(dead_code)]
+mod corpus;
 
 use proptest::prelude::*;
 use sluice::format::{self, cef, Format};
@@ -156,4 +159,29 @@ fn perception_point_cut_at_1024_keeps_complete_pairs() {
     assert!(event["email"].get("subject").is_none());
     assert!(event["unmapped"]["truncated_field"]["Subject"].is_string());
     common::assert_valid(&event);
+}
+
+/// The sink serialises with sonic-rs (faster escaping); it must write exactly the bytes
+/// serde_json writes, for every shape of event: the generated corpus, the seeds, and text
+/// with control characters, U+2028, quotes, backslashes and a huge number.
+#[test]
+fn sonic_rs_writes_the_same_bytes_as_serde_json() {
+    let pipeline = common::pipeline();
+    let mut lines = corpus::mixed(2000, 7);
+    for f in std::fs::read_dir(common::repo_root().join("tests/seeds")).unwrap() {
+        let text = std::fs::read_to_string(f.unwrap().path()).unwrap();
+        lines.extend(text.lines().map(String::from));
+    }
+    lines.push("CEF:0|a|b|1|2|3|4|x=\u{7f}\u{1}\u{2028}é\"\\/ y=1.5e300 z=-0".into());
+    lines.push("\"k\":\"\\ud83d\\ude00\",\"n\":12345678901234567890,\"f\":1e-7".into());
+    for line in &lines {
+        let event = common::parse_line(&pipeline, line);
+        let expected = serde_json::to_vec(&event).unwrap();
+        let written = sonic_rs::to_vec(&event).unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&written),
+            String::from_utf8_lossy(&expected),
+            "{line}"
+        );
+    }
 }

@@ -232,7 +232,7 @@ impl<W: Write> NdjsonWriter<W> {
         if self.pretty {
             serde_json::to_writer_pretty(&mut self.buffer, event)?;
         } else {
-            serde_json::to_writer(&mut self.buffer, event)?;
+            sonic_rs::to_writer(&mut self.buffer, event).map_err(io::Error::other)?;
         }
         self.buffer.push(b'\n');
         self.out.write_all(&self.buffer)

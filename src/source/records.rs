@@ -291,6 +291,9 @@ pub struct RecordReader {
     name: String,
     gzip: Option<flate2::write::MultiGzDecoder<Vec<u8>>>,
     decided: bool,
+    /// The first bytes, held until there are enough to see the gzip magic number (so the
+    /// decision does not depend on how the input was cut into chunks).
+    head: Vec<u8>,
     splitter: Splitter,
     /// Bytes read, before decompression.
     pub raw_bytes: u64,
@@ -302,6 +305,7 @@ impl RecordReader {
             name: name.to_string(),
             gzip: None,
             decided: false,
+            head: Vec::new(),
             splitter: Splitter::new(max_record),
             raw_bytes: 0,
         }
@@ -315,31 +319,57 @@ impl RecordReader {
         }
         self.raw_bytes += chunk.len() as u64;
         if !self.decided {
-            self.decided = true;
-            if is_gzip(&self.name, chunk) {
-                self.gzip = Some(flate2::write::MultiGzDecoder::new(Vec::new()));
+            self.head.extend_from_slice(chunk);
+            if self.head.len() < 2 {
+                return Ok(());
             }
+            let head = std::mem::take(&mut self.head);
+            self.decide(&head);
+            return self.pass(&head, out);
         }
+        self.pass(chunk, out)
+    }
+
+    fn decide(&mut self, first_bytes: &[u8]) {
+        self.decided = true;
+        if is_gzip(&self.name, first_bytes) {
+            self.gzip = Some(flate2::write::MultiGzDecoder::new(Vec::new()));
+        }
+    }
+
+    /// Decompresses (when gzip) and splits. What was decompressed before an error in the
+    /// data is split too, then the error returned.
+    fn pass(&mut self, chunk: &[u8], out: &mut Vec<Record>) -> io::Result<()> {
         match &mut self.gzip {
             Some(decoder) => {
-                decoder.write_all(chunk)?;
+                let written = decoder.write_all(chunk);
                 let plain = std::mem::take(decoder.get_mut());
                 self.splitter.feed(&plain, out);
                 // Hand the buffer back so its allocation is reused.
                 *decoder.get_mut() = plain;
                 decoder.get_mut().clear();
+                written
             }
-            None => self.splitter.feed(chunk, out),
+            None => {
+                self.splitter.feed(chunk, out);
+                Ok(())
+            }
         }
-        Ok(())
     }
 
     /// End of input. A gzip stream that stops early is an error (the records it did hold
     /// are in `out` first).
     pub fn finish(mut self, out: &mut Vec<Record>) -> io::Result<()> {
         let mut result = Ok(());
+        // An empty object is empty, whatever its name says.
+        if !self.decided && !self.head.is_empty() {
+            let head = std::mem::take(&mut self.head);
+            self.decide(&head);
+            result = self.pass(&head, out);
+        }
         if let Some(mut decoder) = self.gzip.take() {
-            result = decoder.try_finish();
+            let finished = decoder.try_finish();
+            result = result.and(finished);
             let plain = std::mem::take(decoder.get_mut());
             self.splitter.feed(&plain, out);
         }
@@ -556,6 +586,28 @@ mod tests {
         assert_eq!(records.len(), 201);
         assert_eq!(records[200].bytes, b"{\"a\":3}");
         assert_eq!(records[1].offset, 8);
+    }
+
+    #[test]
+    fn gzip_is_recognised_whatever_the_chunk_size() {
+        let plain = b"{\"a\":1}\n{\"a\":2}\n";
+        let compressed = gzip(plain);
+        for name in ["x.json", "x.json.gz"] {
+            let mut reader = RecordReader::new(name, 1024);
+            let mut out = Vec::new();
+            for byte in &compressed {
+                reader.feed(std::slice::from_ref(byte), &mut out).unwrap();
+            }
+            reader.finish(&mut out).unwrap();
+            assert_eq!(out.len(), 2, "{name}");
+            assert_eq!(out[1].bytes, b"{\"a\":2}");
+        }
+        // One byte in all, the gzip magic's first: not enough to be gzip, read as text.
+        let mut reader = RecordReader::new("x.log", 1024);
+        let mut out = Vec::new();
+        reader.feed(&[0x1f], &mut out).unwrap();
+        reader.finish(&mut out).unwrap();
+        assert_eq!(out[0].bytes, [0x1f]);
     }
 
     #[test]
