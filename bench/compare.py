@@ -3,7 +3,9 @@
 sluice (full parse, OCSF, NDJSON to a file), syslog-ng (raw, no parsing, to a file; and its
 closest parsing: syslog + kv/csv/json parsers with format-json) and rsyslog (raw, to a
 file), one receiver at a time. Prints messages/s and the receiver's CPU time per message,
-and the ratio of messages per receiver CPU-second against syslog-ng's raw ingest.
+and the ratio of messages per receiver CPU-second against syslog-ng's raw ingest. Then,
+on the CEF lines of the same corpus, sluice's library against Vector's VRL (bench/vrl-compare:
+parse_syslog + parse_cef + parse_json + JSON encoding), one thread, in memory.
 
     bash bench/compare.sh                 # installs what it needs, then runs this
     python3 bench/compare.py [--messages N] [--runs R] [--receivers sluice,syslog-ng-raw,...]
@@ -159,6 +161,7 @@ def main():
     p.add_argument("--messages", type=int, default=1_000_000)
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--receivers", default="sluice,syslog-ng-raw,syslog-ng-parse,rsyslog-raw")
+    p.add_argument("--no-vrl", action="store_true", help="skip sluice vs VRL (its first build takes about 10 minutes)")
     args = p.parse_args()
     receivers = args.receivers.split(",")
     if any(r.startswith("syslog-ng") for r in receivers) and not shutil.which("syslog-ng"):
@@ -204,6 +207,12 @@ def main():
         for peer in (r for r in results if r != "sluice"):
             theirs = statistics.median(r["us_cpu_per_msg"] for r in results[peer])
             print(f"sluice vs {peer}: {theirs / ours:.2f}× the messages per receiver CPU-second")
+    if not args.no_vrl:
+        # Parse + normalise, one thread, no I/O: sluice's library against Vector's VRL on
+        # the CEF lines of the same corpus (bench/vrl-compare).
+        crate = os.path.join(ROOT, "bench/vrl-compare")
+        subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=crate, check=True)
+        subprocess.run([os.path.join(crate, "target/release/vrl-compare"), corpus, str(args.runs)], check=True)
     print(f"work dir: {work}")
 
 
