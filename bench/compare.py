@@ -193,7 +193,8 @@ def main():
     def span(runs, key, fmt):
         values = sorted(r[key] for r in runs)
         return " / ".join(fmt.format(v) for v in (values[0], statistics.median(values), values[-1]))
-    base = statistics.median(r["us_cpu_per_msg"] for r in results.get("syslog-ng-raw", results[receivers[0]]))
+    raw = results.get("syslog-ng-raw")
+    base = statistics.median(r["us_cpu_per_msg"] for r in raw) if raw else None
     print("| receiver | work done | msg/s | µs CPU/msg | msgs per CPU-s vs syslog-ng raw | peak RSS MB |")
     print("|---|---|---|---|---|---|")
     work_done = {"sluice": "full parse, OCSF JSON", "syslog-ng-raw": "none (flags(no-parse))",
@@ -201,7 +202,8 @@ def main():
     for receiver, runs in results.items():
         median = statistics.median(r["us_cpu_per_msg"] for r in runs)
         print(f"| {receiver} | {work_done[receiver]} | {span(runs, 'msg_per_s', '{:,.0f}')} | "
-              f"{span(runs, 'us_cpu_per_msg', '{:.2f}')} | {base / median:.2f}× | {span(runs, 'rss_mb', '{:.0f}')} |")
+              f"{span(runs, 'us_cpu_per_msg', '{:.2f}')} | {f'{base / median:.2f}×' if base else '–'} | "
+              f"{span(runs, 'rss_mb', '{:.0f}')} |")
     if "sluice" in results:
         ours = statistics.median(r["us_cpu_per_msg"] for r in results["sluice"])
         for peer in (r for r in results if r != "sluice"):
