@@ -9,10 +9,6 @@ use std::net::SocketAddr;
 
 use clap::{Parser, Subcommand};
 
-// mimalloc instead of glibc's malloc: building each event allocates many small strings and
-// maps, and callgrind counts 20 % fewer instructions per event with it (docs/performance.md).
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use sluice::config::{Config, Listener, Seconds, Tls as TlsSettings, TransportKind};
 
 use sluice::grammar::{self, GrammarSet};
@@ -20,6 +16,11 @@ use sluice::sink::NdjsonWriter;
 use sluice::source::{self, records, Message, ReceiveInfo, Transport};
 use sluice::time::DefaultZone;
 use sluice::{ParseOptions, Pipeline};
+
+// mimalloc instead of glibc's malloc: building each event allocates many small strings and
+// maps, and callgrind counts 20 % fewer instructions per event with it (docs/performance.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
 #[command(

@@ -278,8 +278,9 @@ fn numbered(from: usize, to: usize) -> String {
         .collect()
 }
 
-fn sequence_numbers(messages: &[rdkafka::message::OwnedMessage]) -> Vec<u64> {
-    let mut seen: Vec<u64> = messages
+/// The numbers of `numbered` messages, in the order they were consumed.
+fn numbers_in_order(messages: &[rdkafka::message::OwnedMessage]) -> Vec<u64> {
+    messages
         .iter()
         .map(|m| {
             json(m)["unmapped"]["cef"]["cs1"]
@@ -288,17 +289,28 @@ fn sequence_numbers(messages: &[rdkafka::message::OwnedMessage]) -> Vec<u64> {
                 .parse()
                 .unwrap()
         })
-        .collect();
+        .collect()
+}
+
+fn sequence_numbers(messages: &[rdkafka::message::OwnedMessage]) -> Vec<u64> {
+    let mut seen = numbers_in_order(messages);
     seen.sort();
     seen
 }
 
-fn wait_not_ready(sluice: &Sluice) {
+/// Waits (bounded by WAIT) until `done` holds; fails with `what` otherwise.
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     let started = std::time::Instant::now();
-    while sluice.get("/readyz").0 == 200 {
-        assert!(started.elapsed() < WAIT, "never saw the brokers go down");
+    while !done() {
+        assert!(started.elapsed() < WAIT, "{what}");
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+fn wait_not_ready(sluice: &Sluice) {
+    wait_until("never saw the brokers go down", || {
+        sluice.get("/readyz").0 != 200
+    });
 }
 
 #[test]
@@ -323,14 +335,9 @@ fn events_wait_in_the_spool_while_the_broker_is_away() {
     );
     assert!(sluice.metric("sluice_spool_bytes", &[]) > 0.0);
     // The oldest spooled event ages while it waits.
-    let started = std::time::Instant::now();
-    while sluice.metric("sluice_spool_oldest_event_age_seconds", &[]) < 1.0 {
-        assert!(
-            started.elapsed() < WAIT,
-            "the spool's oldest event does not age"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_until("the spool's oldest event does not age", || {
+        sluice.metric("sluice_spool_oldest_event_age_seconds", &[]) >= 1.0
+    });
     cluster.broker_up(1).unwrap();
     assert_eq!(
         sluice.wait_metric("sluice_events_delivered_total", &[], 600.0),
@@ -344,26 +351,12 @@ fn events_wait_in_the_spool_while_the_broker_is_away() {
         "each once"
     );
     // Order per key (one partition here, so overall) is kept across the outage.
-    let in_order: Vec<u64> = messages
-        .iter()
-        .map(|m| {
-            json(m)["unmapped"]["cef"]["cs1"]
-                .as_str()
-                .unwrap()
-                .parse()
-                .unwrap()
-        })
-        .collect();
+    let in_order = numbers_in_order(&messages);
     assert!(in_order.windows(2).all(|w| w[0] < w[1]), "out of order");
     sluice.wait_metric("sluice_spool_records", &[], 0.0);
-    let started = std::time::Instant::now();
-    while sluice.metric("sluice_spool_oldest_event_age_seconds", &[]) != 0.0 {
-        assert!(
-            started.elapsed() < WAIT,
-            "an empty spool has no oldest event"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until("an empty spool has no oldest event", || {
+        sluice.metric("sluice_spool_oldest_event_age_seconds", &[]) == 0.0
+    });
     assert!(sluice.stop().status.success());
 }
 
@@ -544,14 +537,9 @@ fn a_receipt_settles_only_when_kafka_acknowledged_every_event() {
     );
     assert_eq!(written.load(Ordering::SeqCst), 0);
     cluster.broker_up(1).unwrap();
-    let started = std::time::Instant::now();
-    while !done.load(Ordering::SeqCst) && started.elapsed() < WAIT {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    assert!(
-        done.load(Ordering::SeqCst),
-        "not settled after the broker came back"
-    );
+    wait_until("not settled after the broker came back", || {
+        done.load(Ordering::SeqCst)
+    });
     assert_eq!(written.load(Ordering::SeqCst), 3);
     sink.close(Duration::from_secs(5)).unwrap();
     let events = consume(&cluster.bootstrap_servers(), "sluice.events", 1, 3, WAIT);

@@ -234,16 +234,7 @@ pub fn dump(logs: &[Value]) -> String {
 }
 
 pub fn http_get(address: SocketAddr, path: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(5)).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let (head, body) = response.split_once("\r\n\r\n").unwrap();
-    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-    (status, body.to_string())
+    sluice::telemetry::http::probe(address, path, Duration::from_secs(10)).unwrap()
 }
 
 /// Sums the samples of `name` whose labels include all of `labels`.

@@ -51,14 +51,29 @@ struct Outcome {
     out_bytes: usize,
 }
 
-fn run_vrl(program: &Program, lines: &[&str]) -> Outcome {
-    let zone = TimeZone::default();
-    let mut runtime = Runtime::new(RuntimeState::default());
-    let mut out = Vec::with_capacity(8192);
+/// Times `parse` over every line: it returns whether the line failed and the JSON size out.
+fn measure(lines: &[&str], mut parse: impl FnMut(&str) -> (bool, usize)) -> Outcome {
     let (mut failed, mut out_bytes) = (0, 0);
     let cpu0 = cpu_seconds();
     let started = Instant::now();
     for line in lines {
+        let (line_failed, size) = parse(line);
+        failed += usize::from(line_failed);
+        out_bytes += size;
+    }
+    Outcome {
+        seconds: started.elapsed().as_secs_f64(),
+        cpu: cpu_seconds() - cpu0,
+        failed,
+        out_bytes,
+    }
+}
+
+fn run_vrl(program: &Program, lines: &[&str]) -> Outcome {
+    let zone = TimeZone::default();
+    let mut runtime = Runtime::new(RuntimeState::default());
+    let mut out = Vec::with_capacity(8192);
+    measure(lines, |line| {
         let mut event = BTreeMap::new();
         event.insert(
             "message".into(),
@@ -69,50 +84,30 @@ fn run_vrl(program: &Program, lines: &[&str]) -> Outcome {
             metadata: Value::Object(BTreeMap::new().into()),
             secrets: Secrets::default(),
         };
-        match runtime.resolve(&mut target, program, &zone) {
-            Ok(_) => {
-                out.clear();
-                serde_json::to_writer(&mut out, &target.value).unwrap();
-                out_bytes += out.len();
-            }
-            Err(_) => failed += 1,
-        }
+        let size = runtime.resolve(&mut target, program, &zone).ok().map(|_| {
+            out.clear();
+            serde_json::to_writer(&mut out, &target.value).unwrap();
+            out.len()
+        });
         runtime.clear();
         black_box(&target);
-    }
-    Outcome {
-        seconds: started.elapsed().as_secs_f64(),
-        cpu: cpu_seconds() - cpu0,
-        failed,
-        out_bytes,
-    }
+        (size.is_none(), size.unwrap_or(0))
+    })
 }
 
 fn run_sluice(pipeline: &Pipeline, lines: &[&str]) -> Outcome {
     let received = ReceiveInfo::new("bench", Transport::Tcp);
-    let (mut failed, mut out_bytes) = (0, 0);
-    let cpu0 = cpu_seconds();
-    let started = Instant::now();
-    for line in lines {
+    measure(lines, |line| {
         let message = Message::new(
             line.as_bytes().to_vec(),
             received.clone(),
             1_700_000_000_000,
         );
         let event = pipeline.parse(&message);
-        if event["sluice"]["parse"]["status"] == "failed" {
-            failed += 1;
-        }
         let out = sonic_rs::to_vec(&event).unwrap();
-        out_bytes += out.len();
         black_box(&out);
-    }
-    Outcome {
-        seconds: started.elapsed().as_secs_f64(),
-        cpu: cpu_seconds() - cpu0,
-        failed,
-        out_bytes,
-    }
+        (event["sluice"]["parse"]["status"] == "failed", out.len())
+    })
 }
 
 fn median(mut values: Vec<f64>) -> (f64, f64, f64) {

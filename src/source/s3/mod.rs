@@ -401,7 +401,7 @@ impl S3Reader {
             Ok(r) => r,
             Err(object_store::Error::Precondition { .. }) => {
                 self.metrics.failed("changed");
-                self.forget(name);
+                self.ledger().in_flight.remove(name);
                 tracing::warn!(source = %self.config.name, key = name, "s3: the object changed while being read; it is read again, whole, at the next poll");
                 return true;
             }
@@ -415,7 +415,7 @@ impl S3Reader {
         info.object_key = Some(Arc::from(name));
         let mut object = ObjectQueue {
             info,
-            receipt: receipt.clone(),
+            receipt,
             skip,
             seen: 0,
             dispatcher,
@@ -463,7 +463,7 @@ impl S3Reader {
             f.read = true;
         }
         // The reader's own share: from here only deliveries keep the object open.
-        receipt.settle();
+        object.receipt.settle();
         true
     }
 
@@ -511,10 +511,6 @@ impl S3Reader {
             f.queued = object.seen;
         }
         true
-    }
-
-    fn forget(&self, key: &str) {
-        self.ledger().in_flight.remove(key);
     }
 }
 
