@@ -133,10 +133,26 @@ impl Sluice {
         };
         let events = self.events.clone();
         self.readers.push(std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                let value: Value = serde_json::from_str(&line)
-                    .unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {line}"));
+            let mut reader = BufReader::new(stdout);
+            let mut line = Vec::new();
+            loop {
+                line.clear();
+                match reader.read_until(b'\n', &mut line) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+                // A last line without its newline is a write the process was stopped in the
+                // middle of (a shutdown past its deadline): not an event. Every complete
+                // line must be one.
+                if line.last() != Some(&b'\n') {
+                    break;
+                }
+                let value: Value = serde_json::from_slice(&line).unwrap_or_else(|e| {
+                    panic!(
+                        "stdout line is not JSON ({e}): {}",
+                        String::from_utf8_lossy(&line)
+                    )
+                });
                 events.lock().unwrap().push(value);
             }
         }));
