@@ -51,6 +51,7 @@ pub mod codes {
     pub const NO_GRAMMAR: &str = "no_grammar";
     pub const GRAMMAR_FORMAT_MISMATCH: &str = "grammar_format_mismatch";
     pub const NO_EVENT_KIND: &str = "no_event_kind";
+    pub const FIELD_CONVERSION_FAILED: &str = "field_conversion_failed";
 
     pub const ALL: &[&str] = &[
         INVALID_UTF8,
@@ -64,6 +65,7 @@ pub mod codes {
         NO_GRAMMAR,
         GRAMMAR_FORMAT_MISMATCH,
         NO_EVENT_KIND,
+        FIELD_CONVERSION_FAILED,
     ];
 }
 
@@ -490,9 +492,24 @@ impl Pipeline {
             zone: self.options.zone,
             now_ms: message.received_ms,
         };
-        let (slots, mut unmapped) = kind.map(record, &ctx);
+        let mapped = kind.map(record, &ctx);
+        let mut unmapped = mapped.unmapped;
+        for failure in &mapped.failures {
+            let rule = &kind.mapper.rules[failure.rule as usize];
+            out.errors.push(ParseError::new(
+                codes::FIELD_CONVERSION_FAILED,
+                format!(
+                    "{} {:?} is not a valid {} for {}; kept under unmapped",
+                    rule.source,
+                    failure.value,
+                    rule.transform.name(),
+                    grammar.targets[rule.slot as usize].text
+                ),
+                None,
+            ));
+        }
         let mut root = Map::new();
-        for (slot, value) in kind.resolve(grammar, slots, &mut unmapped) {
+        for (slot, value) in kind.resolve(grammar, mapped.values, &mut unmapped) {
             grammar.targets[slot as usize].insert(&mut root, value);
         }
         for (target, value) in &kind.set {

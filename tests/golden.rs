@@ -75,11 +75,20 @@ fn symantec_repair_is_reported_with_its_code() {
         std::fs::read_to_string(common::repo_root().join("tests/seeds/symantec_edr.log")).unwrap();
     let event = common::parse_line(&pipeline, line.lines().next().unwrap());
     let errors = event["sluice"]["parse"]["errors"].as_array().unwrap();
-    assert_eq!(errors.len(), 1);
+    assert_eq!(errors.len(), 2, "{errors:?}");
     assert_eq!(errors[0]["code"], "json_repaired");
     let message = errors[0]["message"].as_str().unwrap();
     assert!(message.contains("missing opening '{'"), "{message}");
     assert!(message.contains("3 invalid escape"), "{message}");
+    // The seed's embedded device_ip is 194.1448.4.245: not an address, so not device.ip.
+    assert_eq!(errors[1]["code"], "field_conversion_failed");
+    assert_eq!(
+        errors[1]["message"],
+        "json.device_ip \"194.1448.4.245\" is not a valid ip for device.ip; kept under unmapped"
+    );
+    assert_eq!(event["unmapped"]["json"]["device_ip"], "194.1448.4.245");
+    // device.ip still comes from the CEF extension's internalIP.
+    assert_eq!(event["device"]["ip"], "194.164.4.245");
 }
 
 /// KATA's heartbeat (severity 0, signature `heartbeat`, per the seed) is marked so that

@@ -33,6 +33,7 @@ pub enum Condition {
     Equals(SourcePath, Vec<String>),
     IEquals(SourcePath, Vec<String>),
     StartsWith(SourcePath, Vec<String>),
+    Matches(SourcePath, regex::Regex),
     Exists(SourcePath, bool),
     All(Vec<Condition>),
     Any(Vec<Condition>),
@@ -45,6 +46,7 @@ impl Condition {
             Condition::Equals(p, _)
             | Condition::IEquals(p, _)
             | Condition::StartsWith(p, _)
+            | Condition::Matches(p, _)
             | Condition::Exists(p, _) => vec![p],
             Condition::All(list) | Condition::Any(list) => {
                 list.iter().flat_map(Condition::paths).collect()
@@ -58,6 +60,9 @@ pub struct Rule {
     pub slot: u16,
     pub source: SourcePath,
     pub transform: Transform,
+    /// Maps the first capture group (or the whole match) of this expression. Such a rule
+    /// reads part of a field: it never takes the field out of `unmapped`.
+    pub pattern: Option<regex::Regex>,
     pub keep: bool,
     /// Another rule of the same kind fills the same slot. Such a rule's field stays in
     /// `unmapped` until the slot is decided, so the losing value is never dropped.
@@ -252,6 +257,7 @@ fn condition(
         spec.equals.is_some(),
         spec.iequals.is_some(),
         spec.starts_with.is_some(),
+        spec.matches.is_some(),
         spec.exists.is_some(),
         spec.all.is_some(),
         spec.any.is_some(),
@@ -262,7 +268,7 @@ fn condition(
     if ops != 1 {
         return Err(ctx.err(
             span,
-            "a condition needs exactly one of equals, iequals, starts_with, exists, all, any",
+            "a condition needs exactly one of equals, iequals, starts_with, matches, exists, all, any",
         ));
     }
     if let Some(list) = spec.all.as_ref().or(spec.any.as_ref()) {
@@ -287,6 +293,8 @@ fn condition(
         Condition::IEquals(path, v.to_vec())
     } else if let Some(v) = &spec.starts_with {
         Condition::StartsWith(path, v.to_vec())
+    } else if let Some(pattern) = &spec.matches {
+        Condition::Matches(path, regex(ctx, pattern, span)?)
     } else {
         Condition::Exists(path, spec.exists.unwrap_or(true))
     })
@@ -335,6 +343,10 @@ fn event_kind(
             SourcePath::parse(map.from.get_ref()).map_err(|m| ctx.err(map.from.span(), m))?;
         let target = TargetPath::parse(map.to.get_ref()).map_err(|m| ctx.err(map.to.span(), m))?;
         let transform = transform(ctx, map)?;
+        let pattern = match &map.pattern {
+            Some(p) => Some(regex(ctx, p.get_ref(), p.span())?),
+            None => None,
+        };
         let slot = ctx.slot(target);
         let index = rules.len() as u16;
         rules.push(Rule {
@@ -342,6 +354,7 @@ fn event_kind(
             source: source.clone(),
             transform,
             keep: map.keep,
+            pattern,
             contested: false,
         });
         match source.ns {
@@ -386,6 +399,18 @@ fn event_kind(
         set: constants(ctx, &event.set)?,
         ensure: constants(ctx, &event.ensure)?,
     })
+}
+
+fn regex(
+    ctx: &Ctx<'_>,
+    pattern: &str,
+    span: std::ops::Range<usize>,
+) -> Result<regex::Regex, GrammarError> {
+    // The size limit keeps a user's pattern from compiling into a huge automaton.
+    regex::RegexBuilder::new(pattern)
+        .size_limit(1 << 20)
+        .build()
+        .map_err(|e| ctx.err(span, format!("invalid regular expression {pattern:?}: {e}")))
 }
 
 fn transform(ctx: &Ctx<'_>, map: &MapSpec) -> Result<Transform, GrammarError> {

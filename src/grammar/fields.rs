@@ -112,6 +112,13 @@ impl SourcePath {
     }
 }
 
+impl std::fmt::Display for SourcePath {
+    /// As written in a grammar file: `json.file.name`, `pipe.Scan ID`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.ns.name(), self.segments.join("."))
+    }
+}
+
 /// A field value as a rule sees it.
 #[derive(Clone, Copy, Debug)]
 pub enum FieldRef<'r> {

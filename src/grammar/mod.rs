@@ -155,6 +155,7 @@ pub fn evaluate(condition: &Condition, record: &Record<'_, '_>) -> bool {
         Condition::StartsWith(path, values) => {
             text(path).is_some_and(|t| values.iter().any(|v| t.starts_with(v.as_str())))
         }
+        Condition::Matches(path, regex) => text(path).is_some_and(|t| regex.is_match(&t)),
         Condition::Exists(path, wanted) => record.get(path).is_some() == *wanted,
         Condition::All(list) => list.iter().all(|c| evaluate(c, record)),
         Condition::Any(list) => list.iter().any(|c| evaluate(c, record)),
@@ -205,7 +206,7 @@ impl EventKind {
                 .iter()
                 .any(|&(other, w)| !w && rules[other as usize].source == rule.source);
             let source_kept = rules.iter().any(|r| r.source == rule.source && r.keep);
-            if won && !source_lost && !source_kept {
+            if won && !source_lost && !source_kept && rule.pattern.is_none() {
                 remove_unmapped(unmapped, &rule.source);
             }
         }
@@ -244,26 +245,74 @@ pub struct MapContext {
     pub now_ms: i64,
 }
 
+/// A value a typed rule could not convert (`194.1448.4.245` for an `ip`): the field stays
+/// under `unmapped`, and the event says so.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConversionFailure {
+    /// Index into the kind's rules.
+    pub rule: u16,
+    /// The value as sent, cut to [`FAILED_VALUE_CHARS`] characters.
+    pub value: String,
+}
+
+/// How much of an unconvertible value an error message quotes.
+pub const FAILED_VALUE_CHARS: usize = 64;
+
+/// What mapping one record produced.
+#[derive(Debug, Default)]
+pub struct Mapped {
+    pub values: Vec<SlotValue>,
+    /// Every field no rule consumed, by namespace.
+    pub unmapped: Map<String, Value>,
+    pub failures: Vec<ConversionFailure>,
+}
+
 impl EventKind {
-    /// Runs every field of `record` through this kind's rules once. Returns the values for
-    /// the OCSF slots and the `unmapped` object (every field no rule consumed, by namespace).
-    pub fn map(
-        &self,
-        record: Record<'_, '_>,
-        ctx: &MapContext,
-    ) -> (Vec<SlotValue>, Map<String, Value>) {
+    /// Runs every field of `record` through this kind's rules once.
+    pub fn map(&self, record: Record<'_, '_>, ctx: &MapContext) -> Mapped {
         let mapper = &self.mapper;
-        let mut out: Vec<SlotValue> = Vec::with_capacity(mapper.rules.len());
-        let mut unmapped = Map::new();
-        let apply = |rules: &[u16], value: FieldRef<'_>, out: &mut Vec<SlotValue>| -> bool {
+        let mut mapped = Mapped {
+            values: Vec::with_capacity(mapper.rules.len()),
+            ..Mapped::default()
+        };
+        let apply = |rules: &[u16], value: FieldRef<'_>, mapped: &mut Mapped| -> bool {
             let mut consumed = false;
             let mut keep = false;
             for &index in rules {
                 let rule = &mapper.rules[index as usize];
-                if let Some(v) = rule.transform.apply(value, &ctx.zone, ctx.now_ms) {
-                    out.push((rule.slot, index, v));
-                    consumed = true;
-                    keep |= rule.keep || rule.contested;
+                let captured;
+                let input = match &rule.pattern {
+                    None => value,
+                    Some(regex) => {
+                        let Some(text) = value.as_text() else {
+                            continue;
+                        };
+                        let Some(caps) = regex.captures(&text) else {
+                            continue;
+                        };
+                        let part = caps.get(1).or_else(|| caps.get(0));
+                        captured = part.map(|m| m.as_str().to_string()).unwrap_or_default();
+                        FieldRef::Str(&captured)
+                    }
+                };
+                match rule.transform.apply(input, &ctx.zone, ctx.now_ms) {
+                    Some(v) => {
+                        mapped.values.push((rule.slot, index, v));
+                        // Part of a field (a pattern's capture) does not account for all of it.
+                        if rule.pattern.is_none() {
+                            consumed = true;
+                            keep |= rule.keep || rule.contested;
+                        }
+                    }
+                    None if rule.transform.reports_failures() => {
+                        if let Some(text) = input.as_text().filter(|t| !t.trim().is_empty()) {
+                            mapped.failures.push(ConversionFailure {
+                                rule: index,
+                                value: text.chars().take(FAILED_VALUE_CHARS).collect(),
+                            });
+                        }
+                    }
+                    None => {}
                 }
             }
             consumed && !keep
@@ -278,7 +327,7 @@ impl EventKind {
                         segments: vec![name.to_string()],
                     };
                     if let Some(value) = record.get(&path) {
-                        apply(rules, value, &mut out);
+                        apply(rules, value, &mut mapped);
                     }
                 }
             }
@@ -294,13 +343,13 @@ impl EventKind {
                 }
                 let consumed = rules
                     .get(name)
-                    .is_some_and(|r| apply(r, FieldRef::Str(value), &mut out));
+                    .is_some_and(|r| apply(r, FieldRef::Str(value), &mut mapped));
                 if !consumed {
                     rest.insert(name.to_string(), Value::String(value.to_string()));
                 }
             }
             if !rest.is_empty() {
-                unmapped.insert("header".into(), Value::Object(rest));
+                mapped.unmapped.insert("header".into(), Value::Object(rest));
             }
         }
 
@@ -308,7 +357,7 @@ impl EventKind {
         for field in &record.flat {
             let consumed = mapper.flat[field.ns.index()]
                 .get(field.key.as_ref())
-                .is_some_and(|r| apply(r, FieldRef::Str(&field.value), &mut out));
+                .is_some_and(|r| apply(r, FieldRef::Str(&field.value), &mut mapped));
             if !consumed {
                 groups[field.ns.index()]
                     .get_or_insert_with(Map::new)
@@ -320,7 +369,9 @@ impl EventKind {
         }
         for ns in Namespace::ALL {
             if let Some(group) = groups[ns.index()].take() {
-                unmapped.insert(ns.name().to_string(), Value::Object(group));
+                mapped
+                    .unmapped
+                    .insert(ns.name().to_string(), Value::Object(group));
             }
         }
 
@@ -328,16 +379,16 @@ impl EventKind {
             let rest = match json {
                 Value::Object(obj) => {
                     let mut rest = Map::new();
-                    walk_json(obj, &mapper.json, &apply, &mut out, &mut rest);
+                    walk_json(obj, &mapper.json, &apply, &mut mapped, &mut rest);
                     (!rest.is_empty()).then_some(Value::Object(rest))
                 }
                 other => Some(other),
             };
             if let Some(rest) = rest {
-                unmapped.insert("json".into(), rest);
+                mapped.unmapped.insert("json".into(), rest);
             }
         }
-        (out, unmapped)
+        mapped
     }
 }
 
@@ -347,10 +398,10 @@ fn walk_json<F>(
     obj: Map<String, Value>,
     node: &compile::JsonNode,
     apply: &F,
-    out: &mut Vec<SlotValue>,
+    out: &mut Mapped,
     rest: &mut Map<String, Value>,
 ) where
-    F: Fn(&[u16], FieldRef<'_>, &mut Vec<SlotValue>) -> bool,
+    F: Fn(&[u16], FieldRef<'_>, &mut Mapped) -> bool,
 {
     for (key, value) in obj {
         let Some(child) = node.children.get(&key) else {
@@ -415,5 +466,112 @@ mod tests {
         assert!(err.message.contains("bogus"), "{}", err.message);
         let err = compile("g.toml", "name = \"x\"\nformat = \"cef\"\n[[event]]\nname = \"a\"\nclass_uid = 4242\nactivity_id = 1\n").unwrap_err();
         assert_eq!(err.line, 5);
+    }
+
+    fn map_json(grammar: &Grammar, json: serde_json::Value) -> (Option<&str>, Mapped) {
+        let header = crate::syslog::SyslogHeader::absent();
+        let record = Record {
+            syslog: &header,
+            header: None,
+            flat: Vec::new(),
+            json: Some(json),
+        };
+        let Some(kind) = grammar.kind(&record) else {
+            return (None, Mapped::default());
+        };
+        let ctx = MapContext {
+            zone: DefaultZone::Utc,
+            now_ms: 0,
+        };
+        (Some(kind.name.as_str()), kind.map(record, &ctx))
+    }
+
+    const PATTERNED: &str = r#"
+name = "p"
+format = "json"
+[[map]]
+from = "json.text"
+to = "message"
+[[map]]
+from = "json.text"
+to = "actor.user.name"
+pattern = 'by (\w+)'
+[[map]]
+from = "json.port"
+to = "src_endpoint.port"
+transform = "port"
+[[event]]
+name = "cve"
+when = { field = "json.text", matches = 'CVE-\d{4}-\d+' }
+class_uid = 2002
+activity_id = 1
+[[event]]
+name = "other"
+class_uid = 0
+activity_id = 0
+"#;
+
+    #[test]
+    fn patterns_capture_part_of_a_field_and_conditions_match() {
+        let grammar = compile("p.toml", PATTERNED).unwrap();
+        let (kind, mapped) = map_json(
+            &grammar,
+            serde_json::json!({"text": "CVE-2021-44228 reported by alice", "port": "443"}),
+        );
+        assert_eq!(kind, Some("cve"));
+        let mut values: Vec<(String, Value)> = mapped
+            .values
+            .into_iter()
+            .map(|(slot, _, v)| (grammar.targets[slot as usize].text.clone(), v))
+            .collect();
+        values.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(
+            values,
+            vec![
+                ("actor.user.name".to_string(), Value::from("alice")),
+                (
+                    "message".to_string(),
+                    Value::from("CVE-2021-44228 reported by alice")
+                ),
+                ("src_endpoint.port".to_string(), Value::from(443)),
+            ]
+        );
+        assert!(mapped.unmapped.is_empty(), "{:?}", mapped.unmapped);
+        assert!(mapped.failures.is_empty());
+
+        // No match: the pattern rule is skipped, and no failure is reported for it.
+        let (kind, mapped) = map_json(&grammar, serde_json::json!({"text": "nothing here"}));
+        assert_eq!(kind, Some("other"));
+        assert_eq!(mapped.values.len(), 1);
+        assert!(mapped.failures.is_empty());
+    }
+
+    #[test]
+    fn unconvertible_values_are_reported_and_kept() {
+        let grammar = compile("p.toml", PATTERNED).unwrap();
+        let (_, mapped) = map_json(&grammar, serde_json::json!({"port": "http", "text": ""}));
+        assert_eq!(mapped.failures.len(), 1);
+        let rule = &grammar.kinds[1].mapper.rules[mapped.failures[0].rule as usize];
+        assert_eq!(rule.source.to_string(), "json.port");
+        assert_eq!(mapped.failures[0].value, "http");
+        assert_eq!(mapped.unmapped["json"]["port"], "http");
+        // An empty value is absent, not malformed.
+        let (_, mapped) = map_json(&grammar, serde_json::json!({"port": " "}));
+        assert!(mapped.failures.is_empty());
+        // Long values are quoted in part.
+        let long = "x".repeat(500);
+        let (_, mapped) = map_json(&grammar, serde_json::json!({"port": long}));
+        assert_eq!(mapped.failures[0].value.len(), FAILED_VALUE_CHARS);
+    }
+
+    #[test]
+    fn invalid_patterns_are_grammar_errors_with_a_line() {
+        let text = "name = \"x\"\nformat = \"json\"\n[[event]]\nname = \"a\"\nclass_uid = 0\nactivity_id = 0\n[[event.map]]\nfrom = \"json.a\"\nto = \"message\"\npattern = '(unclosed'\n";
+        let err = compile("g.toml", text).unwrap_err();
+        assert_eq!(err.line, 10, "{err}");
+        assert!(err.message.contains("invalid regular expression"), "{err}");
+        let text = "name = \"x\"\nformat = \"json\"\n[[event]]\nname = \"a\"\nwhen = { field = \"json.a\", matches = '[z-a]' }\nclass_uid = 0\nactivity_id = 0\n";
+        let err = compile("g.toml", text).unwrap_err();
+        assert!(err.message.contains("invalid regular expression"), "{err}");
     }
 }

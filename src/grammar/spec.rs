@@ -90,6 +90,8 @@ pub struct ConditionSpec {
     /// Case-insensitive `equals`.
     pub iequals: Option<OneOrMany>,
     pub starts_with: Option<OneOrMany>,
+    /// A regular expression that must match somewhere in the field's text.
+    pub matches: Option<String>,
     pub exists: Option<bool>,
     pub all: Option<Vec<ConditionSpec>>,
     pub any: Option<Vec<ConditionSpec>>,
@@ -137,6 +139,11 @@ pub struct MapSpec {
     /// Separator for `transform = "list"` / `"email_list"`.
     #[serde(default)]
     pub separator: Option<String>,
+    /// A regular expression: the rule maps its first capture group (or the whole match when
+    /// it has no group) and skips the field when it does not match. Such a rule reads part
+    /// of a field, so it never takes the field out of `unmapped`: another rule must.
+    #[serde(default)]
+    pub pattern: Option<Spanned<String>>,
     /// Also keep the vendor's value under `unmapped` (e.g. the vendor's own severity).
     #[serde(default)]
     pub keep: bool,

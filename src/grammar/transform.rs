@@ -92,6 +92,48 @@ impl Transform {
         })
     }
 
+    /// The name a grammar file uses for this transform.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Transform::Identity => "none",
+            Transform::String => "string",
+            Transform::Int => "int",
+            Transform::Float => "float",
+            Transform::Bool => "bool",
+            Transform::Port => "port",
+            Transform::Ip => "ip",
+            Transform::Email => "email",
+            Transform::EmailList(_) => "email_list",
+            Transform::List(_) => "list",
+            Transform::Lower => "lower",
+            Transform::EpochSeconds => "epoch_s",
+            Transform::EpochMillis => "epoch_ms",
+            Transform::Iso8601 => "iso8601",
+            Transform::CefTime => "cef_time",
+            Transform::Time => "time",
+            Transform::CefSeverity => "cef_severity",
+            Transform::Enum { .. } => "enum",
+            Transform::Hash(1) => "md5",
+            Transform::Hash(2) => "sha1",
+            Transform::Hash(3) => "sha256",
+            Transform::Hash(_) => "sha512",
+        }
+    }
+
+    /// Whether `None` from a non-empty value means the value is malformed (a conversion
+    /// failure worth reporting). Text transforms only return `None` for empty values, and an
+    /// enum table may be partial on purpose (`is_alert` only for SUS and MAL).
+    pub fn reports_failures(&self) -> bool {
+        !matches!(
+            self,
+            Transform::Identity
+                | Transform::String
+                | Transform::List(_)
+                | Transform::Lower
+                | Transform::Enum { .. }
+        )
+    }
+
     pub fn apply(&self, value: FieldRef<'_>, zone: &DefaultZone, now_ms: i64) -> Option<Value> {
         match (self, value) {
             (Transform::Identity, FieldRef::Json(v)) => return (!v.is_null()).then(|| v.clone()),
