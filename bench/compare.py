@@ -1,32 +1,52 @@
 #!/usr/bin/env python3
-"""Side-by-side: the same seed-shaped corpus sent over one loopback TCP connection into
-sluice (full parse, OCSF, NDJSON to a file), syslog-ng (raw, no parsing, to a file; and its
-closest parsing: syslog + kv/csv/json parsers with format-json) and rsyslog (raw, to a
-file), one receiver at a time. Prints messages/s and the receiver's CPU time per message,
-and the ratio of messages per receiver CPU-second against syslog-ng's raw ingest. Then,
-on the CEF lines of the same corpus, sluice's library against Vector's VRL (bench/vrl-compare:
+"""Side-by-side: the same seed-shaped corpus (all five vendors; Symantec json= events of
+1-3 KB, one KATA alert in 200 near its 32 KB limit) sent on loopback into sluice (full
+parse, OCSF, NDJSON to a file), syslog-ng (raw, no parsing, to a file; and its closest
+parsing: syslog + kv/csv/json parsers with format-json) and rsyslog (raw, to a file), one
+receiver at a time:
+
+  - TCP, one connection: every receiver;
+  - UDP, one datagram a line: sluice, syslog-ng raw, rsyslog raw; what the receiver lost
+    is counted (lines written against lines sent);
+  - TLS, one connection: sluice against syslog-ng raw;
+  - Kafka: sluice over TCP into a real broker on loopback (tansu), events/s and the p50/p99
+    latency from accepting a message to the broker's acknowledgement.
+
+Prints messages/s and the receiver's CPU time per message, and the ratio of messages per
+receiver CPU-second against syslog-ng's raw ingest on the same transport. Then, on the CEF
+lines of the same corpus, sluice's library against Vector's VRL (bench/vrl-compare:
 parse_syslog + parse_cef + parse_json + JSON encoding), one thread, in memory.
 
     bash bench/compare.sh                 # installs what it needs, then runs this
-    python3 bench/compare.py [--messages N] [--runs R] [--receivers sluice,syslog-ng-raw,...]
+    python3 bench/compare.py [--messages N] [--runs R] [--receivers sluice/tcp,syslog-ng-raw/udp,...]
 
-The sender is a near-free one (the corpus in 1 MiB socket writes), so the receivers, not
-the sender, set the pace; on 2 cores the sender still shares the machine, which is why CPU
-seconds per message are the figure to compare. Every run checks that all lines were
-written. A benchmark: nothing is asserted about speed.
+The TCP and TLS sender is a near-free one (the corpus in 1 MiB socket writes), so the
+receivers, not the sender, set the pace; on 2 cores the sender still shares the machine,
+which is why CPU seconds per message are the figure to compare. The UDP sender is Python,
+one sendto a line, and does not wait for anyone: a receiver slower than it loses datagrams,
+and the table says how many. TCP and TLS runs check that all lines were written. A
+benchmark: nothing is asserted about speed.
 """
-import argparse, os, shutil, socket, statistics, subprocess, sys, tempfile, time, urllib.request
+import argparse, os, shutil, socket, ssl, statistics, subprocess, sys, tempfile, time, urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RSYSLOG = os.path.join(ROOT, "target/e2e-tools/rsyslog")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from ingest import free_port, metric, proc_stats  # noqa: E402
+from ingest import certificates, free_port, metric, proc_stats, quantile, start_broker  # noqa: E402
+
+RECEIVERS = ("sluice/tcp,syslog-ng-raw/tcp,syslog-ng-parse/tcp,rsyslog-raw/tcp,"
+             "sluice/udp,syslog-ng-raw/udp,rsyslog-raw/udp,sluice/tls,syslog-ng-raw/tls,sluice-kafka/tcp")
 
 
-def syslog_ng_config(port, out, parse):
+def syslog_ng_config(port, out, parse, transport, tls):
     # Flow control on (lossless, as sluice is): a full destination holds the sender back.
-    source = (f'network(ip("127.0.0.1") port({port}) transport("tcp") log-msg-size(65536) '
-              f'log-iw-size(100000) max-connections(10){" flags(no-parse)" if not parse else ""})')
+    extra = ""
+    if transport == "udp":
+        extra = " so-rcvbuf(33554432)"
+    elif transport == "tls":
+        extra = f' tls(cert-file("{tls[0]}") key-file("{tls[1]}") peer-verify(optional-untrusted))'
+    source = (f'network(ip("127.0.0.1") port({port}) transport("{transport}") log-msg-size(65536) '
+              f'log-iw-size(100000) max-connections(10){extra}{" flags(no-parse)" if not parse else ""})')
     if not parse:
         body = f'destination d {{ file("{out}" template("${{MSG}}\\n")); }};\nlog {{ source(s); destination(d); flags(flow-control); }};'
     else:
@@ -62,29 +82,60 @@ log {{
     return f'@version: 3.38\noptions {{ stats-freq(0); flush-lines(1000); keep-hostname(yes); }};\nsource s {{ {source}; }};\n{body}\n'
 
 
-def rsyslog_config(port, out, work):
+def rsyslog_config(port, out, work, transport):
+    module, options = ("imudp", ' rcvbufSize="32m"') if transport == "udp" else ("imptcp", "")
     return f'''global(workDirectory="{work}" maxMessageSize="65536")
-module(load="imptcp")
-input(type="imptcp" port="{port}" address="127.0.0.1")
+module(load="{module}")
+input(type="{module}" port="{port}" address="127.0.0.1"{options})
 template(name="raw" type="string" string="%rawmsg%\\n")
 action(type="omfile" file="{out}" template="raw")
 '''
 
 
-def send(port, data):
+def send(port, data, transport):
+    if transport == "udp":
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.connect(("127.0.0.1", port))
+        for line in data.split(b"\n"):
+            if line:
+                try:
+                    s.send(line)
+                except ConnectionRefusedError:
+                    pass  # an ICMP error from an earlier datagram: the receiver counts losses
+        s.close()
+        return
     s = socket.create_connection(("127.0.0.1", port))
+    if transport == "tls":
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        s = context.wrap_socket(s)
     view = memoryview(data)
     for i in range(0, len(view), 1 << 20):
         s.sendall(view[i:i + (1 << 20)])
+    if transport == "tls":
+        try:
+            s = s.unwrap()  # close_notify, so the receiver sees a clean end of stream
+        except (ssl.SSLError, OSError):
+            pass  # the receiver closed first; what was sent is counted at the receiver
     s.close()
 
 
-def wait_for_port(port, proc, what):
+def wait_for_port(port, proc, what, transport, metrics_address=None):
     deadline = time.time() + 20
     while time.time() < deadline:
         if proc.poll() is not None:
             raise SystemExit(f"{what} exited at start: {proc.stderr.read().decode() if proc.stderr else ''}")
         try:
+            if metrics_address:
+                metric(metrics_address, "sluice_build_info")
+                return
+            if transport == "udp":
+                # Nothing to connect to: the bound port shows in /proc/net/udp.
+                with open("/proc/net/udp") as f:
+                    if f":{port:04X} " in f.read():
+                        return
+                raise OSError("not bound yet")
             socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
             return
         except OSError:
@@ -101,72 +152,107 @@ def count_lines(path):
 
 
 def run_once(receiver, binary, data, lines, work):
+    name, transport = receiver.split("/")
     port = free_port()
-    out = os.path.join(work, f"{receiver}.out")
+    out = os.path.join(work, f"{name}.out")
     if os.path.exists(out):
         os.remove(out)
-    metrics_address = None
-    if receiver == "sluice":
+    tls = certificates(work) if transport == "tls" else None
+    metrics_address, broker_port = None, None
+    if name.startswith("sluice"):
         metrics_address = f"127.0.0.1:{free_port()}"
         conf = os.path.join(work, "sluice.toml")
+        listener = f'[[listener]]\nname = "bench"\ntransport = "{transport}"\naddress = "127.0.0.1:{port}"\n'
+        if transport == "udp":
+            listener += "receive_buffer_bytes = 33554432\n"
+        if tls:
+            listener += f'[listener.tls]\ncert = "{tls[0]}"\nkey = "{tls[1]}"\n'
+        if name == "sluice-kafka":
+            brokers, broker_port = start_broker(1)
+            sink = f'[sink]\ntype = "kafka"\nbrokers = "{brokers}"\n'
+        else:
+            sink = f'[sink]\ntype = "file"\npath = "{out}"\n'
         with open(conf, "w") as f:
-            f.write(f'[[listener]]\nname = "bench"\ntransport = "tcp"\naddress = "127.0.0.1:{port}"\n'
-                    f'[sink]\ntype = "file"\npath = "{out}"\n[metrics]\naddress = "{metrics_address}"\n')
+            f.write(f'[general]\nqueue_capacity = 65536\n{listener}{sink}[metrics]\naddress = "{metrics_address}"\n')
         cmd = [binary, "run", "--config", conf, "--log-level", "warn"]
         env = None
-    elif receiver.startswith("syslog-ng"):
+    elif name.startswith("syslog-ng"):
         conf = os.path.join(work, "syslog-ng.conf")
         with open(conf, "w") as f:
-            f.write(syslog_ng_config(port, out, parse=receiver == "syslog-ng-parse"))
+            f.write(syslog_ng_config(port, out, name == "syslog-ng-parse", transport, tls))
         cmd = ["syslog-ng", "-F", "--no-caps", "-f", conf, "-R", os.path.join(work, "sng.persist"),
                "-p", os.path.join(work, "sng.pid"), "-c", os.path.join(work, "sng.ctl")]
         env = None
     else:
         conf = os.path.join(work, "rsyslog.conf")
         with open(conf, "w") as f:
-            f.write(rsyslog_config(port, out, work))
+            f.write(rsyslog_config(port, out, work, transport))
         cmd = [os.path.join(RSYSLOG, "usr/sbin/rsyslogd"), "-n", "-i", os.path.join(work, "rsyslog.pid"),
                "-f", conf, "-M", os.path.join(RSYSLOG, "usr/lib/x86_64-linux-gnu/rsyslog")]
         env = dict(os.environ, LD_LIBRARY_PATH=os.path.join(RSYSLOG, "usr/lib/x86_64-linux-gnu"))
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    latency = {}
     try:
-        wait_for_port(port, proc, receiver)
+        wait_for_port(port, proc, receiver, transport, metrics_address)
         cpu0, _ = proc_stats(proc.pid)
         t0 = time.time()
-        send(port, data)
-        # Done when the output stops growing for 2 s (sluice: when it counted every line).
+        send(port, data, transport)
+        # Done when the output stops growing for 2 s (sluice: when it counted every line,
+        # written or, for UDP, dropped by the kernel).
+        counter = "sluice_events_delivered_total" if name == "sluice-kafka" else "sluice_events_written_total"
         last_size, stable_since, end = -1, time.time(), time.time()
         while True:
-            if metrics_address and metric(metrics_address, "sluice_events_written_total") >= lines:
-                end = time.time()
-                break
-            size = os.path.getsize(out) if os.path.exists(out) else 0
+            if metrics_address:
+                done = metric(metrics_address, counter)
+                if done + metric(metrics_address, "sluice_udp_datagrams_dropped_total") >= lines:
+                    end = time.time()
+                    break
+                size = done
+            else:
+                size = os.path.getsize(out) if os.path.exists(out) else 0
             if size != last_size:
                 last_size, stable_since, end = size, time.time(), time.time()
             elif time.time() - stable_since > 2:
                 break
             time.sleep(0.05)
         cpu1, rss = proc_stats(proc.pid)
+        if name == "sluice-kafka":
+            written = int(metric(metrics_address, counter))
+            for q in (0.5, 0.99):
+                latency[q] = quantile(metrics_address, "sluice_kafka_delivery_seconds", q) * 1000
     finally:
         proc.terminate()
         proc.wait(timeout=60)
-    written = count_lines(out)
+        if broker_port:
+            subprocess.run(["bash", os.path.join(ROOT, "deploy/dev/tansu.sh"), "stop", str(broker_port)], check=False)
+    if name != "sluice-kafka":
+        written = count_lines(out)
     cpu = cpu1 - cpu0
     return {"msg_per_s": written / (end - t0), "cpu_s": cpu, "us_cpu_per_msg": cpu / max(written, 1) * 1e6,
-            "rss_mb": rss / 1e6, "written": written}
+            "rss_mb": rss / 1e6, "written": written, "lost": lines - written,
+            "p50_ms": latency.get(0.5), "p99_ms": latency.get(0.99)}
+
+
+WORK_DONE = {"sluice": "full parse, OCSF JSON", "sluice-kafka": "full parse, OCSF JSON, to Kafka (zstd, acks=all)",
+             "syslog-ng-raw": "none (flags(no-parse))", "syslog-ng-parse": "syslog + csv/kv/json parsers, format-json",
+             "rsyslog-raw": "none (%rawmsg%)"}
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--messages", type=int, default=1_000_000)
     p.add_argument("--runs", type=int, default=3)
-    p.add_argument("--receivers", default="sluice,syslog-ng-raw,syslog-ng-parse,rsyslog-raw")
+    p.add_argument("--receivers", default=RECEIVERS, help=f"receiver/transport list (default {RECEIVERS})")
     p.add_argument("--no-vrl", action="store_true", help="skip sluice vs VRL (its first build takes about 10 minutes)")
     args = p.parse_args()
     receivers = args.receivers.split(",")
+    for receiver in receivers:
+        name, _, transport = receiver.partition("/")
+        if name not in WORK_DONE or transport not in ("tcp", "udp", "tls"):
+            raise SystemExit(f"unknown receiver {receiver!r}; known: {RECEIVERS}")
     if any(r.startswith("syslog-ng") for r in receivers) and not shutil.which("syslog-ng"):
         raise SystemExit("syslog-ng not found: apt-get install syslog-ng-core (bench/compare.sh does)")
-    if "rsyslog-raw" in receivers and not os.path.exists(os.path.join(RSYSLOG, "usr/sbin/rsyslogd")):
+    if any(r.startswith("rsyslog") for r in receivers) and not os.path.exists(os.path.join(RSYSLOG, "usr/sbin/rsyslogd")):
         raise SystemExit("rsyslogd not found: deploy/dev/install-test-tools.sh")
     subprocess.run(["cargo", "build", "--release", "--quiet", "--bin", "sluice"], cwd=ROOT, check=True)
     binary = os.path.join(ROOT, "target/release/sluice")
@@ -178,35 +264,51 @@ def main():
     with open(corpus, "rb") as f:
         data = f.read()
     lines = data.count(b"\n")
-    print(f"corpus: {lines} lines, {len(data)} bytes ({len(data) / lines:.1f} B/line), one TCP connection, "
-          f"{os.cpu_count()} cores, {args.runs} runs per receiver (min / median / max)")
+    try:
+        with open("/proc/sys/net/core/rmem_max") as f:
+            rmem_max = int(f.read())
+    except OSError:
+        rmem_max = 0
+    print(f"corpus: {lines} lines, {len(data)} bytes ({len(data) / lines:.1f} B/line), {os.cpu_count()} cores, "
+          f"{args.runs} runs per receiver (min / median / max); UDP receive buffers capped at "
+          f"net.core.rmem_max = {rmem_max} bytes for every receiver")
     results = {}
     for receiver in receivers:
         runs = []
         for _ in range(args.runs):
             r = run_once(receiver, binary, data, lines, work)
-            if r["written"] != lines:
+            if r["written"] != lines and not receiver.endswith("/udp"):
                 raise SystemExit(f"{receiver}: wrote {r['written']} of {lines} lines")
             runs.append(r)
-            os.remove(os.path.join(work, f"{receiver}.out"))
+            out = os.path.join(work, f"{receiver.split('/')[0]}.out")
+            if os.path.exists(out):
+                os.remove(out)
         results[receiver] = runs
+        print(f"  {receiver}: done", file=sys.stderr, flush=True)
+
     def span(runs, key, fmt):
         values = sorted(r[key] for r in runs)
         return " / ".join(fmt.format(v) for v in (values[0], statistics.median(values), values[-1]))
-    raw = results.get("syslog-ng-raw")
-    base = statistics.median(r["us_cpu_per_msg"] for r in raw) if raw else None
-    print("| receiver | work done | msg/s | µs CPU/msg | msgs per CPU-s vs syslog-ng raw | peak RSS MB |")
-    print("|---|---|---|---|---|---|")
-    work_done = {"sluice": "full parse, OCSF JSON", "syslog-ng-raw": "none (flags(no-parse))",
-                 "syslog-ng-parse": "syslog + csv/kv/json parsers, format-json", "rsyslog-raw": "none (%rawmsg%)"}
+
+    print("| receiver | transport | work done | msg/s | µs CPU/msg | msgs per CPU-s vs syslog-ng raw, same transport "
+          "| lost (median) | peak RSS MB | p50 / p99 ms to ack |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for receiver, runs in results.items():
+        name, transport = receiver.split("/")
+        raw = results.get(f"syslog-ng-raw/{transport}")
+        base = statistics.median(r["us_cpu_per_msg"] for r in raw) if raw else None
         median = statistics.median(r["us_cpu_per_msg"] for r in runs)
-        print(f"| {receiver} | {work_done[receiver]} | {span(runs, 'msg_per_s', '{:,.0f}')} | "
+        lost = statistics.median(r["lost"] for r in runs)
+        ack = "–"
+        if runs[0]["p50_ms"] is not None:
+            ack = f"{span(runs, 'p50_ms', '{:.0f}')} ; {span(runs, 'p99_ms', '{:.0f}')}"
+        print(f"| {name} | {transport} | {WORK_DONE[name]} | {span(runs, 'msg_per_s', '{:,.0f}')} | "
               f"{span(runs, 'us_cpu_per_msg', '{:.2f}')} | {f'{base / median:.2f}×' if base else '–'} | "
-              f"{span(runs, 'rss_mb', '{:.0f}')} |")
-    if "sluice" in results:
-        ours = statistics.median(r["us_cpu_per_msg"] for r in results["sluice"])
-        for peer in (r for r in results if r != "sluice"):
+              f"{lost:,.0f} ({lost / lines:.1%}) | {span(runs, 'rss_mb', '{:.0f}')} | {ack} |")
+    for receiver in (r for r in results if r.startswith("sluice/")):
+        ours = statistics.median(r["us_cpu_per_msg"] for r in results[receiver])
+        transport = receiver.split("/")[1]
+        for peer in (r for r in results if not r.startswith("sluice") and r.endswith("/" + transport)):
             theirs = statistics.median(r["us_cpu_per_msg"] for r in results[peer])
             print(f"sluice vs {peer}: {theirs / ours:.2f}× the messages per receiver CPU-second")
     if not args.no_vrl:

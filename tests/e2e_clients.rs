@@ -9,7 +9,6 @@
 
 mod common;
 #[path = "../benches/corpus/mod.rs"]
-#[allow(dead_code)]
 mod corpus;
 
 use std::io::Write;
@@ -192,7 +191,12 @@ fn loggen_over_tcp_udp_and_tls_with_many_connections() {
     let pki = Pki::new();
     let config = tcp_and_udp() + "\n" + &pki.listener(false, "");
     let sluice = Sluice::start(&config);
-    let lines = corpus::mixed(400, 11);
+    // loggen reads a line into a buffer of about 8 KB and sends what does not fit as broken
+    // pieces, so the corpus's KATA alerts near 32 KB go by other senders (rsyslog, the soak).
+    let lines: Vec<String> = corpus::mixed(400, 11)
+        .into_iter()
+        .filter(|l| l.len() < 8000)
+        .collect();
     let file = write_lines(sluice.dir.path(), "corpus.log", &lines);
     let per_connection = 300;
     let connections = 20;

@@ -8,7 +8,6 @@
 
 mod common;
 #[path = "../benches/corpus/mod.rs"]
-#[allow(dead_code)]
 mod corpus;
 
 use std::collections::BTreeSet;

@@ -90,6 +90,15 @@ impl Framer {
         self.buf[self.start..].iter().any(|&b| !is_separator(b))
     }
 
+    /// Frees the buffer when everything in it has been consumed (a quiet connection keeps
+    /// no memory of its last burst). Separator bytes left over carry nothing.
+    pub fn release_buffer(&mut self) {
+        if !self.has_partial() && self.skip == 0 && !self.discarding_line {
+            self.buf = Vec::new();
+            self.start = 0;
+        }
+    }
+
     pub fn push(&mut self, data: &[u8]) {
         if self.start > 0 && self.start == self.buf.len() {
             self.buf.clear();
@@ -323,6 +332,29 @@ mod tests {
         assert_eq!(frames(&mut f), vec![ok("<13>four")]);
         assert!(!f.has_partial());
         assert_eq!(f.finish(), None);
+    }
+
+    #[test]
+    fn a_quiet_connection_gives_its_buffer_back_but_never_a_partial_frame() {
+        let mut f = Framer::new(1 << 16);
+        f.push(&[b'x'; 5000]);
+        f.push(b"\n<13>rest");
+        assert_eq!(frames(&mut f).len(), 1);
+        f.release_buffer();
+        assert!(f.buf.capacity() > 0, "a partial frame stays");
+        f.push(b"\n\n");
+        assert_eq!(frames(&mut f), vec![ok("<13>rest")]);
+        f.release_buffer();
+        assert_eq!(f.buf.capacity(), 0);
+        f.push(b"<13>next\n");
+        assert_eq!(frames(&mut f), vec![ok("<13>next")]);
+        // Octet counting: a frame's announced length is state outside the buffer.
+        let mut f = Framer::new(1 << 16);
+        f.push(b"11 <13>on");
+        assert_eq!(frames(&mut f), vec![]);
+        f.release_buffer();
+        f.push(b"e two");
+        assert_eq!(frames(&mut f), vec![ok("<13>one two")]);
     }
 
     #[test]

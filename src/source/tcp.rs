@@ -3,7 +3,8 @@
 //!
 //! A connection reads only when the parse queue has room, so a slow sink closes the
 //! sender's TCP window instead of growing memory; and it never holds more than one frame
-//! plus one read buffer, whatever the sender does.
+//! plus one read buffer, whatever the sender does. An idle connection holds a small read
+//! buffer only: the large one exists while data flows, so 10,000 quiet senders cost little.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,7 +24,11 @@ use super::tls::TlsServer;
 use super::{now_ms, Message, ReceiveInfo};
 use crate::queue::Dispatcher;
 
+/// Read size while data flows.
 const READ_BUFFER: usize = 64 * 1024;
+/// Read size of a quiet connection (part of its task, so always resident). A read that fills
+/// it means data is flowing: the next reads use a READ_BUFFER.
+const IDLE_READ_BUFFER: usize = 2 * 1024;
 
 /// What every connection of one listener shares.
 pub struct StreamListener {
@@ -139,7 +144,10 @@ impl StreamListener {
         mut shutdown: watch::Receiver<bool>,
     ) {
         let mut framer = Framer::new(self.max_message_bytes);
-        let mut buffer = vec![0u8; READ_BUFFER];
+        let mut idle_buffer = [0u8; IDLE_READ_BUFFER];
+        // Empty (no allocation) until a read fills idle_buffer; read into its spare capacity,
+        // so it is never zeroed.
+        let mut flowing_buffer: Vec<u8> = Vec::new();
         let mut partial_since: Option<Instant> = None;
         let mut idle_since = Instant::now();
         let end: &'static str = loop {
@@ -150,7 +158,10 @@ impl StreamListener {
             let read = tokio::select! {
                 biased;
                 _ = shutdown.changed() => break closed::SHUTDOWN,
-                read = tokio::time::timeout_at(deadline, stream.read(&mut buffer)) => read,
+                read = tokio::time::timeout_at(
+                    deadline,
+                    read_some(&mut stream, &mut idle_buffer, &mut flowing_buffer),
+                ) => read,
             };
             let n = match read {
                 Err(_elapsed) => {
@@ -169,13 +180,25 @@ impl StreamListener {
             let now = Instant::now();
             idle_since = now;
             self.metrics.bytes.increment(n as u64);
-            framer.push(&buffer[..n]);
+            let flowing = flowing_buffer.capacity() > 0;
+            if flowing {
+                framer.push(&flowing_buffer[..n]);
+            } else {
+                framer.push(&idle_buffer[..n]);
+            }
             let received_ms = now_ms();
             let mut batch = Vec::new();
             while let Some(frame) = framer.next_frame() {
                 batch.push(self.message(frame, &info, received_ms, truncated::TOO_LONG));
             }
             self.account(&mut framer);
+            if !flowing && n == IDLE_READ_BUFFER {
+                flowing_buffer = Vec::with_capacity(READ_BUFFER);
+            } else if flowing && n < IDLE_READ_BUFFER && !framer.has_partial() {
+                // The sender went quiet: give the large buffers back.
+                flowing_buffer = Vec::new();
+                framer.release_buffer();
+            }
             partial_since = match (framer.has_partial(), partial_since) {
                 (false, _) => None,
                 (true, Some(since)) if batch.is_empty() => Some(since),
@@ -247,4 +270,17 @@ impl StreamListener {
             }
         }
     }
+}
+
+/// One read: into `flowing` (its spare capacity) when it has been allocated, else into `idle`.
+async fn read_some<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    idle: &mut [u8],
+    flowing: &mut Vec<u8>,
+) -> std::io::Result<usize> {
+    if flowing.capacity() == 0 {
+        return stream.read(idle).await;
+    }
+    flowing.clear();
+    stream.read_buf(flowing).await
 }
