@@ -72,6 +72,21 @@ def quantile(address, name, q):
     return float("nan")
 
 
+def start_sluice(binary, conf, metrics_address):
+    """`sluice run --config conf`, once its metrics endpoint answers."""
+    proc = subprocess.Popen([binary, "run", "--config", conf, "--log-level", "warn"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 20
+    while True:
+        try:
+            metric(metrics_address, "sluice_build_info")
+            return proc
+        except Exception:
+            if time.time() > deadline or proc.poll() is not None:
+                raise SystemExit(f"sluice did not start: {proc.stderr.read().decode()}")
+            time.sleep(0.05)
+
+
 def free_port():
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
@@ -121,17 +136,7 @@ def run_once(binary, corpus, corpus_bytes, lines, transport, sender, connections
     conf = os.path.join(work, "sluice.toml")
     with open(conf, "w") as f:
         f.write("".join(config))
-    proc = subprocess.Popen([binary, "run", "--config", conf, "--log-level", "warn"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.time() + 20
-    while True:
-        try:
-            metric(metrics_address, "sluice_build_info")
-            break
-        except Exception:
-            if time.time() > deadline or proc.poll() is not None:
-                raise SystemExit(f"sluice did not start: {proc.stderr.read().decode()}")
-            time.sleep(0.05)
+    proc = start_sluice(binary, conf, metrics_address)
     cpu0, _ = proc_stats(proc.pid)
     expected = lines * connections
     t0 = time.time()

@@ -20,7 +20,7 @@ import argparse, os, resource, socket, subprocess, sys, tempfile, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from ingest import free_port, metric, proc_stats  # noqa: E402
+from ingest import free_port, metric, proc_stats, start_sluice  # noqa: E402
 
 
 def rss_kb(pid):
@@ -31,7 +31,7 @@ def rss_kb(pid):
     return 0
 
 
-def start_sluice(binary, work, out):
+def start_tcp_listener(binary, work, out):
     port, metrics_port = free_port(), free_port()
     metrics_address = f"127.0.0.1:{metrics_port}"
     conf = os.path.join(work, "sluice.toml")
@@ -40,17 +40,7 @@ def start_sluice(binary, work, out):
                 f'[[listener]]\nname = "bench"\ntransport = "tcp"\naddress = "127.0.0.1:{port}"\n'
                 f'idle_timeout = "1h"\n[sink]\ntype = "file"\npath = "{out}"\n'
                 f'[metrics]\naddress = "{metrics_address}"\n')
-    proc = subprocess.Popen([binary, "run", "--config", conf, "--log-level", "warn"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.time() + 20
-    while True:
-        try:
-            metric(metrics_address, "sluice_build_info")
-            return proc, port, metrics_address
-        except Exception:
-            if time.time() > deadline or proc.poll() is not None:
-                raise SystemExit(f"sluice did not start: {proc.stderr.read().decode()}")
-            time.sleep(0.05)
+    return start_sluice(binary, conf, metrics_address), port, metrics_address
 
 
 def wait_written(metrics_address, expected, timeout=600):
@@ -84,7 +74,7 @@ def measure(binary, work, data, lines, idle):
     out = os.path.join(work, "events.ndjson")
     if os.path.exists(out):
         os.remove(out)
-    proc, port, metrics_address = start_sluice(binary, work, out)
+    proc, port, metrics_address = start_tcp_listener(binary, work, out)
     sockets = []
     try:
         time.sleep(0.5)
