@@ -223,7 +223,7 @@ fn s3_exports_are_read_exactly_once_across_restarts() {
 
     let state = tempfile::tempdir().unwrap();
     let sluice = Sluice::start(&config(&moto, state.path()));
-    sluice.wait_events(9, WAIT);
+    sluice.wait_events(10, WAIT);
     wait_polls(&sluice, 2);
     let stopped = sluice.stop();
     assert!(
@@ -232,7 +232,7 @@ fn s3_exports_are_read_exactly_once_across_restarts() {
         common::server::dump(&stopped.logs)
     );
     let events = stopped.events;
-    assert_eq!(events.len(), 9, "2 + 2 + 3 + 2 events: {events:#?}");
+    assert_eq!(events.len(), 10, "2 + 2 + 3 + 3 events: {events:#?}");
 
     assert_events(
         &events_of(&events, json_key),
