@@ -25,7 +25,7 @@ instructions() { # vendor count → "instructions bytes"
 }
 echo "| vendor shape | bytes/event | instructions/event | instructions/byte |"
 echo "|---|---|---|---|"
-for vendor in symantec_edr kaspersky_kata kaspersky_kata_32k perception_point opswat_metadefender cisco_panoptica; do
+for vendor in $("$bin" --list); do
   count=$n
   [ "$vendor" = kaspersky_kata_32k ] && count=$(( n / 10 > 0 ? n / 10 : 1 ))
   read -r i1 b1 < <(instructions "$vendor" "$count")

@@ -1,6 +1,7 @@
 //! Parses N generated messages of one vendor shape through the whole pipeline (parse,
 //! normalise, serialise), for instruction counts under callgrind (bench/callgrind.sh):
-//! `cargo run --release --example vendor_cost -- VENDOR N`. Prints the input bytes.
+//! `cargo run --release --example vendor_cost -- VENDOR N`. Prints the input bytes;
+//! `-- --list` prints the vendor shapes.
 //! Generating the messages is not counted: only `parse_and_serialise` is.
 #[path = "../benches/corpus/mod.rs"]
 mod corpus;
@@ -15,6 +16,10 @@ use sluice::{ParseOptions, Pipeline};
 fn main() {
     let mut args = std::env::args().skip(1);
     let vendor = args.next().unwrap_or_default();
+    if vendor == "--list" {
+        println!("{}", corpus::VENDORS.join("\n"));
+        return;
+    }
     let count: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(1000);
     let mut rng = corpus::Rng::new(42);
     let Some(_) = corpus::vendor(&vendor, &mut rng) else {

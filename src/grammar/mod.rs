@@ -280,19 +280,20 @@ impl EventKind {
             let mut keep = false;
             for &index in rules {
                 let rule = &mapper.rules[index as usize];
-                let captured;
+                // Holds the field's text while a pattern's capture borrows from it.
+                let text;
                 let input = match &rule.pattern {
                     None => value,
                     Some(regex) => {
-                        let Some(text) = value.as_text() else {
+                        let Some(field_text) = value.as_text() else {
                             continue;
                         };
+                        text = field_text;
                         let Some(caps) = regex.captures(&text) else {
                             continue;
                         };
                         let part = caps.get(1).or_else(|| caps.get(0));
-                        captured = part.map(|m| m.as_str().to_string()).unwrap_or_default();
-                        FieldRef::Str(&captured)
+                        FieldRef::Str(part.map_or("", |m| m.as_str()))
                     }
                 };
                 match rule.transform.apply(input, &ctx.zone, ctx.now_ms) {
