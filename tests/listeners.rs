@@ -447,19 +447,26 @@ fn a_stalled_sink_stops_tcp_reads_and_loses_nothing() {
         sent
     });
     // Nobody reads sluice's stdout: the pipe fills, then the sink, workers and queue, and
-    // the sender is held back by TCP.
+    // the sender is held back by TCP. The first waits for room can end while the stdout pipe
+    // still drains into its buffer, so the stall is awaited, not sampled once.
     let blocked_at = Instant::now();
     while sluice.metric("sluice_queue_blocked_seconds_count", &[("listener", "tcp")]) < 1.0 {
         assert!(blocked_at.elapsed() < WAIT, "the queue never filled");
         std::thread::sleep(Duration::from_millis(50));
     }
+    // A full queue is "not ready": a load balancer should send new senders elsewhere.
+    let (status, body) = loop {
+        let (status, body) = sluice.get("/readyz");
+        if status == 503 || blocked_at.elapsed() > WAIT {
+            break (status, body);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("parse queue"), "{body}");
     assert!(!sender.is_finished(), "the sender was not held back");
     let depth = sluice.metric("sluice_queue_depth", &[]);
     assert!(depth <= 64.0, "queue depth {depth} over its capacity");
-    // A full queue is "not ready": a load balancer should send new senders elsewhere.
-    let (status, body) = sluice.get("/readyz");
-    assert_eq!(status, 503, "{body}");
-    assert!(body.contains("parse queue"), "{body}");
     sluice.read_stdout();
     assert_eq!(sender.join().unwrap(), total);
     let events = sluice.wait_events(total, Duration::from_secs(60));
