@@ -41,7 +41,7 @@ fn pipeline_per_vendor(c: &mut Criterion) {
                 || message(text),
                 |m| {
                     out.clear();
-                    serde_json::to_writer(&mut out, &pipeline.parse(m)).unwrap();
+                    pipeline.parse_with(m, |event| event.write_json(&mut out));
                 },
                 BatchSize::SmallInput,
             )
@@ -86,7 +86,7 @@ fn mixed_throughput(c: &mut Criterion) {
         b.iter(|| {
             out.clear();
             for m in &messages {
-                serde_json::to_writer(&mut out, &pipeline.parse(m)).unwrap();
+                pipeline.parse_with(m, |event| event.write_json(&mut out));
                 out.push(b'\n');
             }
             out.len()

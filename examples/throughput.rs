@@ -30,7 +30,7 @@ fn main() {
     let start = Instant::now();
     for m in &messages {
         out.clear();
-        sonic_rs::to_writer(&mut out, &pipeline.parse(m)).unwrap();
+        pipeline.parse_with(m, |event| event.write_json(&mut out));
         written += out.len();
     }
     let secs = start.elapsed().as_secs_f64();

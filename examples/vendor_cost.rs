@@ -49,5 +49,5 @@ fn main() {
 #[inline(never)]
 fn parse_and_serialise(pipeline: &Pipeline, message: &Message, out: &mut Vec<u8>) {
     out.clear();
-    sonic_rs::to_writer(&mut *out, &pipeline.parse(message)).expect("serialise");
+    pipeline.parse_with(message, |event| event.write_json(out));
 }

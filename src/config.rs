@@ -766,7 +766,7 @@ impl Config {
                 );
             }
             let dead = crate::sink::route::Template::parse(&k.dead_letter_topic)
-                .map(|t| t.topic(&serde_json::Value::Null));
+                .map(|t| t.topic(&crate::event::Node::Null));
             if dead.as_deref() != Ok(k.dead_letter_topic.as_str()) {
                 report(
                     "sink.dead_letter_topic".into(),

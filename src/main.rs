@@ -413,7 +413,7 @@ fn parse_file<W: Write>(
             message.offset = Some(record.offset);
             message.json_record = record.json;
             message.truncated = record.truncated;
-            writer.write(&pipeline.parse(&message))?;
+            pipeline.parse_with(&message, |event| writer.write_event(event))?;
         }
         Ok(())
     })?;

@@ -7,9 +7,9 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
-use crate::event::ocsf;
+use crate::event::{ocsf, Node, Object};
 use crate::format::{self, cef, json, kv, pipe, Format};
 use crate::grammar::{FlatField, Grammar, GrammarSet, MapContext, Namespace, Record};
 use crate::source::Message;
@@ -85,14 +85,14 @@ impl ParseError {
         }
     }
 
-    fn to_json(&self) -> Value {
-        let mut obj = Map::new();
-        obj.insert("code".into(), Value::from(self.code));
-        obj.insert("message".into(), Value::from(self.message.clone()));
+    fn into_node<'a>(self) -> Node<'a> {
+        let mut obj = Object::with_capacity(3);
+        obj.insert("code", self.code);
+        obj.insert("message", self.message);
         if let Some(offset) = self.offset {
-            obj.insert("offset".into(), Value::from(offset));
+            obj.insert("offset", offset);
         }
-        Value::Object(obj)
+        Node::Object(obj)
     }
 }
 
@@ -128,7 +128,41 @@ struct Outcome<'m> {
     format: Format,
     errors: Vec<ParseError>,
     /// Extra members for `unmapped` (CEF prefix, JSON trailing text, a truncated field).
-    extra: Map<String, Value>,
+    extra: Object<'m>,
+}
+
+/// One normalised event, as a tree that borrows from the message and the grammar while
+/// the parse worker writes and routes it.
+pub struct Event<'a> {
+    /// The event object (always a `Node::Object`).
+    pub tree: Node<'a>,
+    pub status: Status,
+}
+
+impl<'a> Event<'a> {
+    /// The grammar that mapped the event, if any.
+    pub fn grammar(&self) -> Option<&str> {
+        self.tree.pointer(&["sluice", "grammar"])?.as_str()
+    }
+
+    /// The codes of `sluice.parse.errors`, in order.
+    pub fn error_codes(&self) -> impl Iterator<Item = &str> {
+        self.tree
+            .pointer(&["sluice", "parse", "errors"])
+            .and_then(Node::as_array)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|e| e.get("code")?.as_str())
+    }
+
+    /// Appends the event's compact JSON (the bytes serde_json writes for `into_value`).
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        self.tree.write_json(out)
+    }
+
+    pub fn into_value(self) -> Value {
+        self.tree.into_value()
+    }
 }
 
 /// Byte offset of `part` inside `whole` (both from the same buffer).
@@ -155,8 +189,14 @@ impl Pipeline {
         &self.grammars
     }
 
-    /// Parses one message into one event.
+    /// Parses one message into one event, as a `serde_json::Value` (tests, tools).
     pub fn parse(&self, message: &Message) -> Value {
+        self.parse_with(message, |event| event.into_value())
+    }
+
+    /// Parses one message into one event and hands it to `use_event`, which may borrow it
+    /// (the event borrows the message text, repaired when it was not UTF-8).
+    pub fn parse_with<R>(&self, message: &Message, use_event: impl FnOnce(Event<'_>) -> R) -> R {
         let (text, utf8_error) = match std::str::from_utf8(&message.bytes) {
             Ok(text) => (Cow::Borrowed(text), None),
             Err(e) => (
@@ -164,7 +204,15 @@ impl Pipeline {
                 Some(e.valid_up_to()),
             ),
         };
-        let text: &str = &text;
+        use_event(self.parse_text(message, &text, utf8_error))
+    }
+
+    fn parse_text<'a>(
+        &'a self,
+        message: &'a Message,
+        text: &'a str,
+        utf8_error: Option<usize>,
+    ) -> Event<'a> {
         let tctx = TimeContext {
             received_ms: message.received_ms,
             zone: self.options.zone,
@@ -179,7 +227,7 @@ impl Pipeline {
             header,
             format: Format::Unknown,
             errors: Vec::new(),
-            extra: Map::new(),
+            extra: Object::new(),
         };
         if let Some(at) = utf8_error {
             out.errors.push(ParseError::new(
@@ -255,13 +303,13 @@ impl Pipeline {
         }
     }
 
-    fn parse_cef<'m>(
-        &self,
-        message: &Message,
-        mut out: Outcome<'m>,
-        payload: &'m str,
+    fn parse_cef<'a>(
+        &'a self,
+        message: &'a Message,
+        mut out: Outcome<'a>,
+        payload: &'a str,
         start: usize,
-    ) -> Value {
+    ) -> Event<'a> {
         let cef_message = match cef::parse_header(payload, start) {
             Ok(m) => m,
             Err(truncated) => {
@@ -273,21 +321,13 @@ impl Pipeline {
                     ),
                     Some(offset_in(out.text, payload) + start),
                 ));
-                let fields = truncated
-                    .fields
-                    .iter()
-                    .map(|f| Value::String(f.to_string()))
-                    .collect();
-                out.extra
-                    .insert("header_fields".into(), Value::Array(fields));
+                let fields = truncated.fields.into_iter().map(Node::from).collect();
+                out.extra.insert("header_fields", Node::Array(fields));
                 return self.base_event(message, out, Status::Failed, None);
             }
         };
         if !cef_message.prefix.is_empty() {
-            out.extra.insert(
-                "cef_prefix".into(),
-                Value::String(cef_message.prefix.to_string()),
-            );
+            out.extra.insert("cef_prefix", cef_message.prefix);
         }
         let probe = Record {
             syslog: &out.header,
@@ -296,7 +336,7 @@ impl Pipeline {
             json: None,
         };
         let grammar = match self.choose(message, out.format, &probe) {
-            Ok(g) => g.clone(),
+            Ok(g) => g,
             Err(e) => {
                 out.errors.push(e);
                 return self.base_event(message, out, Status::Failed, None);
@@ -306,14 +346,12 @@ impl Pipeline {
         let fields = cef::parse_extension(cef_message.extension, &grammar.json_keys);
         let mut flat = Vec::with_capacity(fields.len());
         let mut embedded = None;
-        let truncated = self.truncated(message, &grammar, &mut out);
+        let truncated = self.truncated(message, grammar, &mut out);
         let last = fields.len().saturating_sub(1);
         for (i, field) in fields.into_iter().enumerate() {
             if truncated && i == last {
-                out.extra.insert(
-                    "truncated_field".into(),
-                    single(field.key, field.value.into_owned()),
-                );
+                out.extra
+                    .insert("truncated_field", single(field.key, field.value));
                 continue;
             }
             if embedded.is_none() && grammar.json_keys.iter().any(|k| k == field.key) {
@@ -328,8 +366,7 @@ impl Pipeline {
                             ));
                         }
                         if let Some(trailing) = repairs.trailing {
-                            out.extra
-                                .insert("json_trailing".into(), Value::String(trailing));
+                            out.extra.insert("json_trailing", trailing);
                         }
                         embedded = Some(value);
                         continue;
@@ -353,7 +390,7 @@ impl Pipeline {
         self.map_record_with(
             message,
             out,
-            &grammar,
+            grammar,
             Some(&cef_message.header),
             flat,
             embedded,
@@ -383,12 +420,12 @@ impl Pipeline {
 
     /// The grammar for this message: forced by the options, pinned by the listener, or
     /// detected.
-    fn choose(
-        &self,
+    fn choose<'p>(
+        &'p self,
         message: &Message,
         format: Format,
         record: &Record<'_, '_>,
-    ) -> Result<&Arc<Grammar>, ParseError> {
+    ) -> Result<&'p Arc<Grammar>, ParseError> {
         let pinned = match (&self.forced, &message.received.grammar) {
             (Some(g), _) => Some(g),
             (None, Some(name)) => Some(self.grammars.get(name).ok_or_else(|| {
@@ -426,21 +463,21 @@ impl Pipeline {
         }
     }
 
-    fn map_record<'m>(
-        &self,
-        message: &Message,
-        mut out: Outcome<'m>,
-        cef_header: Option<&cef::CefHeader<'m>>,
-        flat: Vec<FlatField<'m>>,
+    fn map_record<'a>(
+        &'a self,
+        message: &'a Message,
+        mut out: Outcome<'a>,
+        cef_header: Option<&cef::CefHeader<'a>>,
+        flat: Vec<FlatField<'a>>,
         json: Option<Value>,
-    ) -> Value {
+    ) -> Event<'a> {
         let probe = Record {
             syslog: &out.header,
             header: cef_header,
             flat,
             json,
         };
-        let chosen = self.choose(message, out.format, &probe).cloned();
+        let chosen = self.choose(message, out.format, &probe);
         let Record { mut flat, json, .. } = probe;
         let grammar = match chosen {
             Ok(g) => g,
@@ -449,26 +486,24 @@ impl Pipeline {
                 return self.base_event(message, out, Status::Failed, None);
             }
         };
-        if self.truncated(message, &grammar, &mut out) {
+        if self.truncated(message, grammar, &mut out) {
             if let Some(last) = flat.pop() {
-                out.extra.insert(
-                    "truncated_field".into(),
-                    single(&last.key, last.value.into_owned()),
-                );
+                out.extra
+                    .insert("truncated_field", single(last.key, last.value));
             }
         }
-        self.map_record_with(message, out, &grammar, cef_header, flat, json)
+        self.map_record_with(message, out, grammar, cef_header, flat, json)
     }
 
-    fn map_record_with<'m>(
-        &self,
-        message: &Message,
-        mut out: Outcome<'m>,
-        grammar: &Arc<Grammar>,
-        cef_header: Option<&cef::CefHeader<'m>>,
-        flat: Vec<FlatField<'m>>,
+    fn map_record_with<'a>(
+        &'a self,
+        message: &'a Message,
+        mut out: Outcome<'a>,
+        grammar: &'a Arc<Grammar>,
+        cef_header: Option<&cef::CefHeader<'a>>,
+        flat: Vec<FlatField<'a>>,
         json: Option<Value>,
-    ) -> Value {
+    ) -> Event<'a> {
         let header = std::mem::replace(&mut out.header, SyslogHeader::absent());
         let record = Record {
             syslog: &header,
@@ -508,43 +543,45 @@ impl Pipeline {
                 None,
             ));
         }
-        let mut root = Map::new();
-        for (slot, value) in kind.resolve(grammar, mapped.values, &mut unmapped) {
-            grammar.targets[slot as usize].insert(&mut root, value);
+        let winners = kind.resolve(grammar, mapped.values, &mut unmapped);
+        let mut root = Object::with_capacity(24);
+        for (slot, value) in winners {
+            grammar.targets[slot as usize].insert(&mut root, Node::from(value));
         }
         for (target, value) in &kind.set {
             if target.get(&root).is_none() {
-                target.insert(&mut root, value.clone());
+                target.insert(&mut root, Node::from(value.clone()));
             }
         }
         for (target, value) in &kind.ensure {
             if target.parent_exists(&root) && target.get(&root).is_none() {
-                target.insert(&mut root, value.clone());
+                target.insert(&mut root, Node::from(value.clone()));
             }
         }
         let class = ocsf::class(kind.class_uid).expect("class checked at compile time");
-        root.insert("class_uid".into(), Value::from(class.uid));
-        root.insert("class_name".into(), Value::from(class.name));
-        root.insert("category_uid".into(), Value::from(class.category_uid));
-        root.insert("category_name".into(), Value::from(class.category_name));
-        root.insert("activity_id".into(), Value::from(kind.activity_id));
+        root.insert("class_uid", class.uid);
+        root.insert("class_name", class.name);
+        root.insert("category_uid", class.category_uid);
+        root.insert("category_name", class.category_name);
+        root.insert("activity_id", kind.activity_id);
         if let Some(name) = &kind.activity_name {
-            root.insert("activity_name".into(), Value::from(name.as_str()));
+            root.insert("activity_name", name.as_str());
         }
-        root.insert(
-            "type_uid".into(),
-            Value::from(class.uid as u64 * 100 + kind.activity_id as u64),
-        );
+        root.insert("type_uid", class.uid as u64 * 100 + kind.activity_id as u64);
         let product = match cef_header {
-            Some(h) => product(Some(&h.vendor), Some(&h.product), Some(&h.device_version)),
+            Some(h) => product(
+                Some(h.vendor.clone()),
+                Some(h.product.clone()),
+                Some(h.device_version.clone()),
+            ),
             None => product(
-                grammar.product_vendor.as_deref(),
-                grammar.product_name.as_deref(),
+                grammar.product_vendor.as_deref().map(Cow::Borrowed),
+                grammar.product_name.as_deref().map(Cow::Borrowed),
                 None,
             ),
         };
         out.header = header;
-        for (key, value) in std::mem::take(&mut out.extra) {
+        for (key, value) in std::mem::take(&mut out.extra).into_members() {
             unmapped.insert(key, value);
         }
         let status = if out.errors.is_empty() {
@@ -566,129 +603,131 @@ impl Pipeline {
     }
 
     /// A Base Event for a message no grammar mapped (unrecognised, failed, no event kind).
-    fn base_event(
-        &self,
-        message: &Message,
-        mut out: Outcome<'_>,
+    fn base_event<'a>(
+        &'a self,
+        message: &'a Message,
+        mut out: Outcome<'a>,
         status: Status,
-        grammar: Option<&Arc<Grammar>>,
-    ) -> Value {
-        let mut root = Map::new();
-        root.insert("class_uid".into(), Value::from(0));
-        root.insert("class_name".into(), Value::from("Base Event"));
-        root.insert("category_uid".into(), Value::from(0));
-        root.insert("category_name".into(), Value::from("Uncategorized"));
-        root.insert("activity_id".into(), Value::from(0));
-        root.insert("type_uid".into(), Value::from(0));
+        grammar: Option<&'a Arc<Grammar>>,
+    ) -> Event<'a> {
+        let mut root = Object::with_capacity(16);
+        root.insert("class_uid", 0u32);
+        root.insert("class_name", "Base Event");
+        root.insert("category_uid", 0u32);
+        root.insert("category_name", "Uncategorized");
+        root.insert("activity_id", 0u32);
+        root.insert("type_uid", 0u32);
         let name = out.header.app_name.unwrap_or("unknown");
-        let product = product(None, Some(name), None);
+        let product = product(None, Some(Cow::Borrowed(name)), None);
         let unmapped = std::mem::take(&mut out.extra);
         self.finish(message, out, root, product, unmapped, status, grammar, None)
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn finish(
-        &self,
-        message: &Message,
-        out: Outcome<'_>,
-        mut root: Map<String, Value>,
-        product: Map<String, Value>,
-        unmapped: Map<String, Value>,
+    fn finish<'a>(
+        &'a self,
+        message: &'a Message,
+        out: Outcome<'a>,
+        mut root: Object<'a>,
+        product: Object<'a>,
+        unmapped: Object<'a>,
         status: Status,
-        grammar: Option<&Arc<Grammar>>,
+        grammar: Option<&'a Arc<Grammar>>,
         // The grammar's event kind that mapped the message, and whether it is a heartbeat.
-        kind: Option<(&str, bool)>,
-    ) -> Value {
-        let severity_id = match root.get("severity_id").and_then(Value::as_i64) {
+        kind: Option<(&'a str, bool)>,
+    ) -> Event<'a> {
+        let severity_id = match root.get("severity_id").and_then(Node::as_i64) {
             Some(id) => id,
             None => {
-                root.insert("severity_id".into(), Value::from(0));
+                root.insert("severity_id", 0u32);
                 0
             }
         };
-        root.insert(
-            "severity".into(),
-            Value::from(ocsf::severity_caption(severity_id)),
-        );
+        root.insert("severity", ocsf::severity_caption(severity_id));
         let time = root
             .get("time")
-            .and_then(Value::as_i64)
+            .and_then(Node::as_i64)
             .or(out.header.timestamp_ms)
             .unwrap_or(message.received_ms);
-        root.insert("time".into(), Value::from(time));
+        root.insert("time", time);
         if let Some(dt) = time::ms_to_rfc3339(time) {
-            root.insert("time_dt".into(), Value::from(dt));
+            root.insert("time_dt", dt);
         }
-        let metadata = root
-            .entry("metadata")
-            .or_insert_with(|| Value::Object(Map::new()));
-        if let Value::Object(metadata) = metadata {
-            metadata.insert("version".into(), Value::from(ocsf::OCSF_VERSION));
-            metadata.insert("product".into(), Value::Object(product));
-            metadata.insert("logged_time".into(), Value::from(message.received_ms));
+        let metadata = root.entry_or_insert_with("metadata", || Node::Object(Object::new()));
+        if let Node::Object(metadata) = metadata {
+            metadata.insert("version", ocsf::OCSF_VERSION);
+            metadata.insert("product", product);
+            metadata.insert("logged_time", message.received_ms);
             if status != Status::Ok {
                 let truncated = out
                     .errors
                     .iter()
                     .any(|e| e.code == codes::MESSAGE_TRUNCATED);
                 if truncated {
-                    metadata.insert("is_truncated".into(), Value::Bool(true));
+                    metadata.insert("is_truncated", true);
                 }
             }
         }
         if self.options.raw_data {
-            root.insert("raw_data".into(), Value::from(out.text));
+            root.insert("raw_data", out.text);
         }
         if !unmapped.is_empty() {
-            root.insert("unmapped".into(), Value::Object(unmapped));
+            root.insert("unmapped", unmapped);
         }
-        let mut sluice = Map::new();
-        sluice.insert("schema_version".into(), Value::from(SCHEMA_VERSION));
+        let mut sluice = Object::with_capacity(8);
+        sluice.insert("schema_version", SCHEMA_VERSION);
         if let Some(g) = grammar {
-            sluice.insert("grammar".into(), Value::from(g.name.as_str()));
+            sluice.insert("grammar", g.name.as_str());
         }
         if let Some((kind, heartbeat)) = kind {
-            sluice.insert("event_kind".into(), Value::from(kind));
+            sluice.insert("event_kind", kind);
             if heartbeat {
-                sluice.insert("heartbeat".into(), Value::Bool(true));
+                sluice.insert("heartbeat", true);
             }
         }
-        sluice.insert("format".into(), Value::from(out.format.as_str()));
-        let mut parse = Map::new();
-        parse.insert("status".into(), Value::from(status.as_str()));
-        parse.insert(
-            "errors".into(),
-            Value::Array(out.errors.iter().map(ParseError::to_json).collect()),
-        );
-        sluice.insert("parse".into(), Value::Object(parse));
+        sluice.insert("format", out.format.as_str());
         if out.header.rfc != syslog::Rfc::None {
-            sluice.insert("syslog".into(), syslog_json(&out.header));
+            sluice.insert("syslog", syslog_json(&out.header));
         }
-        sluice.insert("received".into(), received_json(message));
-        root.insert("sluice".into(), Value::Object(sluice));
-        Value::Object(root)
+        let mut parse = Object::with_capacity(2);
+        parse.insert("status", status.as_str());
+        parse.insert(
+            "errors",
+            Node::Array(out.errors.into_iter().map(ParseError::into_node).collect()),
+        );
+        sluice.insert("parse", parse);
+        sluice.insert("received", received_json(message));
+        root.insert("sluice", sluice);
+        Event {
+            tree: Node::Object(root),
+            status,
+        }
     }
 }
 
-fn single(key: &str, value: String) -> Value {
-    let mut obj = Map::new();
-    obj.insert(key.to_string(), Value::String(value));
-    Value::Object(obj)
+fn single<'a>(key: impl Into<Cow<'a, str>>, value: Cow<'a, str>) -> Object<'a> {
+    let mut obj = Object::with_capacity(1);
+    obj.insert(key, value);
+    obj
 }
 
-fn product(vendor: Option<&str>, name: Option<&str>, version: Option<&str>) -> Map<String, Value> {
-    let mut obj = Map::new();
+fn product<'a>(
+    vendor: Option<Cow<'a, str>>,
+    name: Option<Cow<'a, str>>,
+    version: Option<Cow<'a, str>>,
+) -> Object<'a> {
+    let mut obj = Object::with_capacity(3);
     for (key, value) in [
         ("vendor_name", vendor),
         ("name", name),
         ("version", version),
     ] {
         if let Some(v) = value.filter(|v| !v.is_empty()) {
-            obj.insert(key.into(), Value::from(v));
+            obj.insert(key, v);
         }
     }
     if !obj.contains_key("name") {
-        obj.insert("name".into(), Value::from("unknown"));
+        obj.insert("name", "unknown");
     }
     obj
 }
@@ -722,16 +761,13 @@ fn fold_custom_labels(flat: &mut Vec<FlatField<'_>>) {
     }
 }
 
-fn syslog_json(header: &SyslogHeader<'_>) -> Value {
-    let mut obj = Map::new();
-    obj.insert("rfc".into(), Value::from(header.rfc.as_str()));
+fn syslog_json<'a>(header: &SyslogHeader<'a>) -> Object<'a> {
+    let mut obj = Object::with_capacity(8);
+    obj.insert("rfc", header.rfc.as_str());
     if let Some(p) = header.priority {
-        obj.insert("priority".into(), Value::from(p));
-        obj.insert(
-            "facility".into(),
-            Value::from(syslog::facility_name(p >> 3)),
-        );
-        obj.insert("severity".into(), Value::from(syslog::severity_name(p & 7)));
+        obj.insert("priority", p);
+        obj.insert("facility", syslog::facility_name(p >> 3));
+        obj.insert("severity", syslog::severity_name(p & 7));
     }
     for (key, value) in [
         ("timestamp", header.timestamp_text),
@@ -741,49 +777,55 @@ fn syslog_json(header: &SyslogHeader<'_>) -> Value {
         ("msgid", header.msgid),
     ] {
         if let Some(v) = value {
-            obj.insert(key.into(), Value::from(v));
+            obj.insert(key, v);
         }
     }
     if !header.structured_data.is_empty() {
-        let mut sd = Map::new();
-        for element in &header.structured_data {
-            let mut params = Map::new();
-            for (name, value) in &element.params {
-                params.insert(name.to_string(), Value::from(value.as_ref()));
-            }
-            sd.insert(element.id.to_string(), Value::Object(params));
-        }
-        obj.insert("structured_data".into(), Value::Object(sd));
+        // Repeated SD-IDs or parameter names: the last one wins, as in a JSON object.
+        let sd: Object<'a> = header
+            .structured_data
+            .iter()
+            .map(|element| {
+                let params: Object<'a> = element
+                    .params
+                    .iter()
+                    .map(|(name, value)| (Cow::Borrowed(*name), Node::Str(value.clone())))
+                    .collect();
+                (Cow::Borrowed(element.id), Node::Object(params))
+            })
+            .collect();
+        obj.insert("structured_data", sd);
     }
-    Value::Object(obj)
+    obj
 }
 
-fn received_json(message: &Message) -> Value {
+fn received_json(message: &Message) -> Object<'_> {
     let r = &message.received;
-    let mut obj = Map::new();
-    obj.insert("listener".into(), Value::from(r.listener.as_ref()));
-    obj.insert("transport".into(), Value::from(r.transport.as_str()));
+    let mut obj = Object::with_capacity(6);
+    obj.insert("listener", r.listener.as_ref());
+    obj.insert("transport", r.transport.as_str());
     if let Some(peer) = &r.peer {
-        obj.insert("peer".into(), Value::from(peer.as_ref()));
+        obj.insert("peer", peer.as_ref());
     }
     if let Some(subject) = &r.tls_client_subject {
-        let mut tls = Map::new();
-        tls.insert("client_subject".into(), Value::from(subject.as_ref()));
-        obj.insert("tls".into(), Value::Object(tls));
+        obj.insert(
+            "tls",
+            single("client_subject", Cow::Borrowed(subject.as_ref())),
+        );
     }
     if let Some(key) = &r.object_key {
-        obj.insert("object_key".into(), Value::from(key.as_ref()));
+        obj.insert("object_key", key.as_ref());
     }
     if let Some(offset) = message.offset {
-        obj.insert("offset".into(), Value::from(offset));
+        obj.insert("offset", offset);
     }
     if !r.tags.is_empty() {
-        let tags = r
+        let tags: Object<'_> = r
             .tags
             .iter()
-            .map(|(k, v)| (k.clone(), Value::from(v.as_str())))
+            .map(|(k, v)| (Cow::Borrowed(k.as_str()), Node::from(v.as_str())))
             .collect();
-        obj.insert("tags".into(), Value::Object(tags));
+        obj.insert("tags", tags);
     }
-    Value::Object(obj)
+    obj
 }

@@ -523,7 +523,10 @@ fn a_receipt_settles_only_when_kafka_acknowledged_every_event() {
             payload: serde_json::to_vec(&event).unwrap(),
             status: sluice::Status::Ok,
             received_ms: 0,
-            route: Some(router.route(&event, sluice::Status::Ok)),
+            route: Some(router.route(
+                &sluice::event::Node::from(event.clone()),
+                sluice::Status::Ok,
+            )),
             receipt: Some(receipt.share()),
         })
         .unwrap();

@@ -160,8 +160,63 @@ fn perception_point_cut_at_1024_keeps_complete_pairs() {
     common::assert_valid(&event);
 }
 
-/// The sink serialises with sonic-rs (faster escaping); it must write exactly the bytes
-/// serde_json writes, for every shape of event: the generated corpus, the seeds, and text
+/// The event writer (src/event/node.rs) must write exactly the bytes serde_json writes for
+/// the same event as a `Value`: sorted keys, the same escapes and number forms.
+fn assert_writer_matches_serde_json(pipeline: &sluice::Pipeline, bytes: &[u8], json_record: bool) {
+    let message = common::message(bytes, json_record);
+    let (written, value) = pipeline.parse_with(&message, |event| {
+        let mut written = Vec::new();
+        event.write_json(&mut written);
+        (written, event.into_value())
+    });
+    let expected = serde_json::to_vec(&value).unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&written),
+        String::from_utf8_lossy(&expected),
+        "{}",
+        String::from_utf8_lossy(bytes)
+    );
+}
+
+#[test]
+fn the_event_writer_writes_the_same_bytes_as_serde_json() {
+    let pipeline = common::pipeline();
+    let mut lines = corpus::mixed(2000, 11);
+    for f in std::fs::read_dir(common::repo_root().join("tests/seeds")).unwrap() {
+        let text = std::fs::read_to_string(f.unwrap().path()).unwrap();
+        lines.extend(text.lines().map(String::from));
+    }
+    lines.push("CEF:0|a|b|1|2|3|4|x=\u{7f}\u{1}\u{2028}é\"\\/ y=1.5e300 z=-0".into());
+    lines.push("<34>1 2003-10-11T22:14:15.003Z h a 1 m [id k=\"v\\\"\" k=\"w\"][id x=\"y\"] CEF:0|a|b|1|2|3|4|".into());
+    for line in &lines {
+        assert_writer_matches_serde_json(&pipeline, line.as_bytes(), false);
+        assert_writer_matches_serde_json(&pipeline, line.as_bytes(), line.starts_with('{'));
+    }
+    assert_writer_matches_serde_json(&pipeline, b"CEF:0|\xff\xfe|b|1|2|3|4|k=\x00\x1f", false);
+}
+
+fn shared_pipeline() -> &'static sluice::Pipeline {
+    static PIPELINE: std::sync::OnceLock<sluice::Pipeline> = std::sync::OnceLock::new();
+    PIPELINE.get_or_init(common::pipeline)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    #[test]
+    fn the_event_writer_matches_serde_json_on_any_input(
+        prefix in prop_oneof![Just(""), Just("<13>Jan 25 09:59:01 host app: "), Just("CEF:0|"), Just("{\"a\":")],
+        body in proptest::collection::vec(any::<u8>(), 0..200),
+    ) {
+        let mut bytes = prefix.as_bytes().to_vec();
+        bytes.extend_from_slice(&body);
+        assert_writer_matches_serde_json(shared_pipeline(), &bytes, false);
+        assert_writer_matches_serde_json(shared_pipeline(), &bytes, true);
+    }
+}
+
+/// Dead-letter records are serialised with sonic-rs (faster escaping); it must write
+/// exactly the bytes serde_json writes, for every shape of event: the generated corpus, the seeds, and text
 /// with control characters, U+2028, quotes, backslashes and a huge number.
 #[test]
 fn sonic_rs_writes_the_same_bytes_as_serde_json() {

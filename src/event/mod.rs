@@ -1,8 +1,9 @@
 //! The normalised event: target paths into the OCSF JSON tree and the tree builder.
 
+pub mod node;
 pub mod ocsf;
 
-use serde_json::{Map, Value};
+pub use node::{Node, Object};
 
 /// One step of a target path.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -69,27 +70,25 @@ impl TargetPath {
 
     /// Sets (or, for `[]` paths, appends) `value`, creating objects on the way. Returns
     /// false when the tree already has a non-object where the path needs one.
-    pub fn insert(&self, root: &mut Map<String, Value>, value: Value) -> bool {
+    pub fn insert<'a>(&'a self, root: &mut Object<'a>, value: Node<'a>) -> bool {
         let Some((Segment::Key(first), rest)) = self.segments.split_first() else {
             return false;
         };
         if rest.is_empty() {
             return set_or_push(root, first, self.push, value);
         }
-        let child = root
-            .entry(first.clone())
-            .or_insert_with(|| Value::Object(Map::new()));
+        let child = root.entry_or_insert_with(first.as_str(), || Node::Object(Object::new()));
         insert_into(child, rest, self.push, value)
     }
 
     /// The value at this path, if present (`[]` paths: the array).
-    pub fn get<'v>(&self, root: &'v Map<String, Value>) -> Option<&'v Value> {
-        let mut node: Option<&Value> = None;
+    pub fn get<'n, 'a>(&self, root: &'n Object<'a>) -> Option<&'n Node<'a>> {
+        let mut node: Option<&Node> = None;
         for segment in &self.segments {
             node = match (node, segment) {
                 (None, Segment::Key(k)) => root.get(k),
-                (Some(Value::Object(obj)), Segment::Key(k)) => obj.get(k),
-                (Some(Value::Array(arr)), Segment::Index(i)) => arr.get(*i),
+                (Some(Node::Object(obj)), Segment::Key(k)) => obj.get(k),
+                (Some(Node::Array(arr)), Segment::Index(i)) => arr.get(*i),
                 _ => None,
             };
             node?;
@@ -98,26 +97,33 @@ impl TargetPath {
     }
 
     /// True when every object on the way to the final key exists.
-    pub fn parent_exists(&self, root: &Map<String, Value>) -> bool {
-        let parent = TargetPath {
-            text: String::new(),
-            segments: self.segments[..self.segments.len() - 1].to_vec(),
-            push: false,
+    pub fn parent_exists(&self, root: &Object<'_>) -> bool {
+        let Some((_, parents)) = self.segments.split_last() else {
+            return false;
         };
-        parent.segments.is_empty() || parent.get(root).is_some_and(Value::is_object)
+        let mut node: Option<&Node> = None;
+        for segment in parents {
+            node = match (node, segment) {
+                (None, Segment::Key(k)) => root.get(k),
+                (Some(Node::Object(obj)), Segment::Key(k)) => obj.get(k),
+                (Some(Node::Array(arr)), Segment::Index(i)) => arr.get(*i),
+                _ => None,
+            };
+            if node.is_none() {
+                return false;
+            }
+        }
+        node.is_none_or(|n| n.as_object().is_some())
     }
 }
 
-fn set_or_push(obj: &mut Map<String, Value>, key: &str, push: bool, value: Value) -> bool {
+fn set_or_push<'a>(obj: &mut Object<'a>, key: &'a str, push: bool, value: Node<'a>) -> bool {
     if !push {
-        obj.insert(key.to_string(), value);
+        obj.insert(key, value);
         return true;
     }
-    match obj
-        .entry(key.to_string())
-        .or_insert_with(|| Value::Array(Vec::new()))
-    {
-        Value::Array(arr) => {
+    match obj.entry_or_insert_with(key, || Node::Array(Vec::new())) {
+        Node::Array(arr) => {
             arr.push(value);
             true
         }
@@ -125,30 +131,33 @@ fn set_or_push(obj: &mut Map<String, Value>, key: &str, push: bool, value: Value
     }
 }
 
-fn insert_into(node: &mut Value, segments: &[Segment], push: bool, value: Value) -> bool {
+fn insert_into<'a>(
+    node: &mut Node<'a>,
+    segments: &'a [Segment],
+    push: bool,
+    value: Node<'a>,
+) -> bool {
     match segments.split_first() {
         Some((Segment::Key(key), rest)) => {
-            let Value::Object(obj) = node else {
+            let Node::Object(obj) = node else {
                 return false;
             };
             if rest.is_empty() {
                 return set_or_push(obj, key, push, value);
             }
-            let child = obj
-                .entry(key.clone())
-                .or_insert_with(|| Value::Object(Map::new()));
+            let child = obj.entry_or_insert_with(key.as_str(), || Node::Object(Object::new()));
             insert_into(child, rest, push, value)
         }
         Some((Segment::Index(i), rest)) => {
             // A fresh intermediate node was created as an object; an index makes it an array.
-            if node.as_object().is_some_and(Map::is_empty) {
-                *node = Value::Array(Vec::new());
+            if node.is_empty_object() {
+                *node = Node::Array(Vec::new());
             }
-            let Value::Array(arr) = node else {
+            let Node::Array(arr) = node else {
                 return false;
             };
             while arr.len() <= *i {
-                arr.push(Value::Object(Map::new()));
+                arr.push(Node::Object(Object::new()));
             }
             if rest.is_empty() {
                 arr[*i] = value;
@@ -163,25 +172,25 @@ fn insert_into(node: &mut Value, segments: &[Segment], push: bool, value: Value)
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     #[test]
     fn builds_nested_paths() {
-        let mut root = Map::new();
-        TargetPath::parse("evidences[0].file.name")
-            .unwrap()
-            .insert(&mut root, json!("a.exe"));
-        TargetPath::parse("evidences[0].file.hashes[]")
-            .unwrap()
-            .insert(&mut root, json!({"algorithm_id": 1}));
-        TargetPath::parse("evidences[0].file.hashes[]")
-            .unwrap()
-            .insert(&mut root, json!({"algorithm_id": 3}));
-        TargetPath::parse("severity_id")
-            .unwrap()
-            .insert(&mut root, json!(4));
+        let paths: Vec<TargetPath> = [
+            "evidences[0].file.name",
+            "evidences[0].file.hashes[]",
+            "severity_id",
+        ]
+        .iter()
+        .map(|p| TargetPath::parse(p).unwrap())
+        .collect();
+        let mut root = Object::new();
+        paths[0].insert(&mut root, Node::from(json!("a.exe")));
+        paths[1].insert(&mut root, Node::from(json!({"algorithm_id": 1})));
+        paths[1].insert(&mut root, Node::from(json!({"algorithm_id": 3})));
+        paths[2].insert(&mut root, Node::from(json!(4)));
         assert_eq!(
-            Value::Object(root),
+            Value::Object(root.into_value()),
             json!({"evidences": [{"file": {"name": "a.exe", "hashes": [{"algorithm_id": 1}, {"algorithm_id": 3}]}}], "severity_id": 4})
         );
     }
@@ -196,12 +205,11 @@ mod tests {
 
     #[test]
     fn parent_check() {
-        let mut root = Map::new();
+        let mut root = Object::new();
         let p = TargetPath::parse("device.type_id").unwrap();
         assert!(!p.parent_exists(&root));
-        TargetPath::parse("device.hostname")
-            .unwrap()
-            .insert(&mut root, json!("h"));
+        let hostname = TargetPath::parse("device.hostname").unwrap();
+        hostname.insert(&mut root, Node::from("h"));
         assert!(p.parent_exists(&root));
     }
 }

@@ -12,6 +12,8 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
+use crate::event::{Node, Object};
+
 pub use compile::{compile, Condition, EventKind, Grammar, GrammarError};
 pub use fields::{FieldRef, FlatField, Namespace, Record, SourcePath};
 
@@ -182,7 +184,7 @@ impl EventKind {
         &self,
         grammar: &Grammar,
         mut values: Vec<SlotValue>,
-        unmapped: &mut Map<String, Value>,
+        unmapped: &mut Object<'_>,
     ) -> Vec<(u16, Value)> {
         values.sort_by_key(|(slot, index, _)| (*slot, *index));
         let rules = &self.mapper.rules;
@@ -215,27 +217,29 @@ impl EventKind {
 }
 
 /// Removes a source field from `unmapped`, and any object the removal leaves empty.
-fn remove_unmapped(unmapped: &mut Map<String, Value>, source: &SourcePath) {
-    fn remove_path(obj: &mut Map<String, Value>, path: &[String]) {
+fn remove_unmapped(unmapped: &mut Object<'_>, source: &SourcePath) {
+    fn remove_path<S: AsRef<str>>(obj: &mut Object<'_>, path: &[S]) {
         match path {
             [] => {}
             [last] => {
-                obj.remove(last);
+                obj.remove(last.as_ref());
             }
             [first, rest @ ..] => {
-                if let Some(Value::Object(inner)) = obj.get_mut(first) {
+                if let Some(Node::Object(inner)) = obj.get_mut(first.as_ref()) {
                     remove_path(inner, rest);
                     if inner.is_empty() {
-                        obj.remove(first);
+                        obj.remove(first.as_ref());
                     }
                 }
             }
         }
     }
-    let mut path = Vec::with_capacity(source.segments.len() + 1);
-    path.push(source.ns.name().to_string());
-    path.extend(source.segments.iter().cloned());
-    remove_path(unmapped, &path);
+    if let Some(Node::Object(group)) = unmapped.get_mut(source.ns.name()) {
+        remove_path(group, &source.segments);
+        if group.is_empty() {
+            unmapped.remove(source.ns.name());
+        }
+    }
 }
 
 /// Time zone and receive time for transforms.
@@ -260,22 +264,22 @@ pub const FAILED_VALUE_CHARS: usize = 64;
 
 /// What mapping one record produced.
 #[derive(Debug, Default)]
-pub struct Mapped {
+pub struct Mapped<'a> {
     pub values: Vec<SlotValue>,
-    /// Every field no rule consumed, by namespace.
-    pub unmapped: Map<String, Value>,
+    /// Every field no rule consumed, by namespace (borrowing the message's text).
+    pub unmapped: Object<'a>,
     pub failures: Vec<ConversionFailure>,
 }
 
 impl EventKind {
     /// Runs every field of `record` through this kind's rules once.
-    pub fn map(&self, record: Record<'_, '_>, ctx: &MapContext) -> Mapped {
+    pub fn map<'a>(&self, record: Record<'_, 'a>, ctx: &MapContext) -> Mapped<'a> {
         let mapper = &self.mapper;
         let mut mapped = Mapped {
             values: Vec::with_capacity(mapper.rules.len()),
             ..Mapped::default()
         };
-        let apply = |rules: &[u16], value: FieldRef<'_>, mapped: &mut Mapped| -> bool {
+        let apply = |rules: &[u16], value: FieldRef<'_>, mapped: &mut Mapped<'a>| -> bool {
             let mut consumed = false;
             let mut keep = false;
             for &index in rules {
@@ -336,7 +340,7 @@ impl EventKind {
 
         if let Some(header) = record.header {
             let rules = &mapper.flat[Namespace::Header.index()];
-            let mut rest = Map::new();
+            let mut rest = Object::new();
             for (name, value) in header.fields() {
                 // Vendor, product and version always go to metadata.product.
                 if matches!(name, "vendor" | "product" | "device_version") {
@@ -346,47 +350,42 @@ impl EventKind {
                     .get(name)
                     .is_some_and(|r| apply(r, FieldRef::Str(value), &mut mapped));
                 if !consumed {
-                    rest.insert(name.to_string(), Value::String(value.to_string()));
+                    rest.insert(name, value.clone());
                 }
             }
             if !rest.is_empty() {
-                mapped.unmapped.insert("header".into(), Value::Object(rest));
+                mapped.unmapped.insert("header", rest);
             }
         }
 
-        let mut groups: [Option<Map<String, Value>>; 7] = Default::default();
-        for field in &record.flat {
+        let mut groups: [Option<Object<'a>>; 7] = Default::default();
+        for field in record.flat {
             let consumed = mapper.flat[field.ns.index()]
                 .get(field.key.as_ref())
                 .is_some_and(|r| apply(r, FieldRef::Str(&field.value), &mut mapped));
             if !consumed {
                 groups[field.ns.index()]
-                    .get_or_insert_with(Map::new)
-                    .insert(
-                        field.key.to_string(),
-                        Value::String(field.value.to_string()),
-                    );
+                    .get_or_insert_with(Object::new)
+                    .insert(field.key, field.value);
             }
         }
         for ns in Namespace::ALL {
             if let Some(group) = groups[ns.index()].take() {
-                mapped
-                    .unmapped
-                    .insert(ns.name().to_string(), Value::Object(group));
+                mapped.unmapped.insert(ns.name(), group);
             }
         }
 
         if let Some(json) = record.json {
             let rest = match json {
                 Value::Object(obj) => {
-                    let mut rest = Map::new();
+                    let mut rest = Object::new();
                     walk_json(obj, &mapper.json, &apply, &mut mapped, &mut rest);
-                    (!rest.is_empty()).then_some(Value::Object(rest))
+                    (!rest.is_empty()).then_some(Node::Object(rest))
                 }
-                other => Some(other),
+                other => Some(Node::from(other)),
             };
             if let Some(rest) = rest {
-                mapped.unmapped.insert("json".into(), rest);
+                mapped.unmapped.insert("json", rest);
             }
         }
         mapped
@@ -395,18 +394,18 @@ impl EventKind {
 
 /// Walks a JSON object against the rule trie, moving (not copying) unconsumed members into
 /// `rest`, so unmapped JSON keeps the vendor's nesting.
-fn walk_json<F>(
+fn walk_json<'a, F>(
     obj: Map<String, Value>,
     node: &compile::JsonNode,
     apply: &F,
-    out: &mut Mapped,
-    rest: &mut Map<String, Value>,
+    out: &mut Mapped<'a>,
+    rest: &mut Object<'a>,
 ) where
-    F: Fn(&[u16], FieldRef<'_>, &mut Mapped) -> bool,
+    F: Fn(&[u16], FieldRef<'_>, &mut Mapped<'a>) -> bool,
 {
     for (key, value) in obj {
         let Some(child) = node.children.get(&key) else {
-            rest.insert(key, value);
+            rest.insert(key, Node::from(value));
             continue;
         };
         let consumed = !child.rules.is_empty() && apply(&child.rules, FieldRef::Json(&value), out);
@@ -415,14 +414,14 @@ fn walk_json<F>(
         }
         match value {
             Value::Object(inner) if !child.children.is_empty() => {
-                let mut sub = Map::new();
+                let mut sub = Object::new();
                 walk_json(inner, child, apply, out, &mut sub);
                 if !sub.is_empty() {
-                    rest.insert(key, Value::Object(sub));
+                    rest.insert(key, sub);
                 }
             }
             other => {
-                rest.insert(key, other);
+                rest.insert(key, Node::from(other));
             }
         }
     }
@@ -469,7 +468,7 @@ mod tests {
         assert_eq!(err.line, 5);
     }
 
-    fn map_json(grammar: &Grammar, json: serde_json::Value) -> (Option<&str>, Mapped) {
+    fn map_json(grammar: &Grammar, json: serde_json::Value) -> (Option<&str>, Mapped<'static>) {
         let header = crate::syslog::SyslogHeader::absent();
         let record = Record {
             syslog: &header,
@@ -555,7 +554,10 @@ activity_id = 0
         let rule = &grammar.kinds[1].mapper.rules[mapped.failures[0].rule as usize];
         assert_eq!(rule.source.to_string(), "json.port");
         assert_eq!(mapped.failures[0].value, "http");
-        assert_eq!(mapped.unmapped["json"]["port"], "http");
+        assert_eq!(
+            mapped.unmapped.get("json").and_then(|j| j.get("port")),
+            Some(&Node::from("http"))
+        );
         // An empty value is absent, not malformed.
         let (_, mapped) = map_json(&grammar, serde_json::json!({"port": " "}));
         assert!(mapped.failures.is_empty());

@@ -6,10 +6,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use metrics::{counter, Counter};
-use serde_json::Value;
 use tokio::sync::mpsc;
 
-use crate::pipeline::Pipeline;
+use crate::event::Node;
+use crate::pipeline::{Event, Pipeline};
 use crate::queue::WorkQueue;
 use crate::sink::route::{dead_letter_record, Router};
 use crate::sink::SinkRecord;
@@ -29,29 +29,33 @@ pub fn run(
 ) {
     let mut outcomes = Outcomes::default();
     let mut sources = SourceMetrics::new(sources);
+    // Events are written here, then copied out at their exact size for the sink.
+    let mut scratch = Vec::with_capacity(64 * 1024);
     while let Some(batch) = queue.recv_blocking() {
         let n = batch.len();
         let now_seconds = crate::source::now_ms() as f64 / 1000.0;
         let records: Vec<SinkRecord> = batch
             .into_iter()
             .map(|mut message| {
-                let event = pipeline.parse(&message);
-                let status = outcomes.record(&event, &message);
-                sources.seen(
-                    event["sluice"]["grammar"].as_str().unwrap_or("none"),
-                    &event,
-                    now_seconds,
-                );
-                let route = router.as_ref().map(|r| r.route(&event, status));
-                let payload = match &route {
-                    Some(r) if r.dead_letter => {
-                        sonic_rs::to_vec(&dead_letter_record(&event, &message.bytes))
-                    }
-                    // sonic-rs writes the same bytes as serde_json (tests/properties.rs checks),
-                    // with SIMD string escaping: 5 % more events/s (docs/performance.md).
-                    _ => sonic_rs::to_vec(&event),
-                }
-                .expect("a JSON value always serialises");
+                let (payload, status, route) = pipeline.parse_with(&message, |event| {
+                    let status = event.status;
+                    outcomes.record(&event, &message);
+                    sources.seen(event.grammar().unwrap_or("none"), &event.tree, now_seconds);
+                    let route = router.as_ref().map(|r| r.route(&event.tree, status));
+                    let payload = match &route {
+                        Some(r) if r.dead_letter => sonic_rs::to_vec(&dead_letter_record(
+                            &event.into_value(),
+                            &message.bytes,
+                        ))
+                        .expect("a JSON value always serialises"),
+                        _ => {
+                            scratch.clear();
+                            event.write_json(&mut scratch);
+                            scratch.as_slice().to_vec()
+                        }
+                    };
+                    (payload, status, route)
+                });
                 SinkRecord {
                     payload,
                     status,
@@ -77,19 +81,10 @@ struct Outcomes {
     last_logged: HashMap<(String, String), (Instant, u64)>,
 }
 
-fn status_of(event: &Value) -> Status {
-    match event["sluice"]["parse"]["status"].as_str() {
-        Some("ok") => Status::Ok,
-        Some("partial") => Status::Partial,
-        Some("unrecognised") => Status::Unrecognised,
-        _ => Status::Failed,
-    }
-}
-
 impl Outcomes {
-    fn record(&mut self, event: &Value, message: &Message) -> Status {
-        let status = status_of(event);
-        let grammar = event["sluice"]["grammar"].as_str().unwrap_or("none");
+    fn record(&mut self, event: &Event<'_>, message: &Message) {
+        let status = event.status;
+        let grammar = event.grammar().unwrap_or("none");
         let slots = match self.status.get_mut(grammar) {
             Some(slots) => slots,
             None => self.status.entry(grammar.to_string()).or_default(),
@@ -100,13 +95,16 @@ impl Outcomes {
             })
             .increment(1);
         if status == Status::Ok {
-            return status;
+            return;
         }
-        let Some(errors) = event["sluice"]["parse"]["errors"].as_array() else {
-            return status;
-        };
+        let errors = event
+            .tree
+            .pointer(&["sluice", "parse", "errors"])
+            .and_then(Node::as_array)
+            .unwrap_or_default();
         for error in errors {
-            let code = error["code"].as_str().unwrap_or("unknown");
+            let field = |name: &str| error.get(name).and_then(Node::as_str);
+            let code = field("code").unwrap_or("unknown");
             let key = (grammar.to_string(), code.to_string());
             self.errors
                 .entry(key.clone())
@@ -127,13 +125,12 @@ impl Outcomes {
                     listener = %message.received.listener,
                     peer = message.received.peer.as_deref().unwrap_or("-"),
                     count = entry.1,
-                    message = error["message"].as_str().unwrap_or(""),
+                    message = field("message").unwrap_or(""),
                     sample = %sample,
                     "parse problem (logged once per 10 s per kind; count since the last line)"
                 );
                 *entry = (now, 0);
             }
         }
-        status
     }
 }

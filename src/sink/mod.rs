@@ -15,6 +15,7 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 
 use crate::config;
+use crate::pipeline::Event;
 use crate::Status;
 
 pub mod file;
@@ -225,6 +226,16 @@ impl<W: Write> NdjsonWriter<W> {
             buffer: Vec::with_capacity(4096),
             pretty,
         }
+    }
+
+    pub fn write_event(&mut self, event: Event<'_>) -> io::Result<()> {
+        if self.pretty {
+            return self.write(&event.into_value());
+        }
+        self.buffer.clear();
+        event.write_json(&mut self.buffer);
+        self.buffer.push(b'\n');
+        self.out.write_all(&self.buffer)
     }
 
     pub fn write(&mut self, event: &Value) -> io::Result<()> {

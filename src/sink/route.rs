@@ -9,6 +9,8 @@
 
 use serde_json::Value;
 
+use crate::event::Node;
+
 use crate::Status;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -64,20 +66,16 @@ impl Template {
         Ok(Template { parts })
     }
 
-    fn lookup<'v>(event: &'v Value, path: &[String]) -> Option<&'v Value> {
-        let mut v = event;
-        for segment in path {
-            v = v.get(segment)?;
-        }
-        match v {
-            Value::Null => None,
-            Value::String(s) if s.is_empty() => None,
+    fn lookup<'v, 'a>(event: &'v Node<'a>, path: &[String]) -> Option<&'v Node<'a>> {
+        match event.pointer(path)? {
+            Node::Null => None,
+            Node::Str(s) if s.is_empty() => None,
             v => Some(v),
         }
     }
 
     /// The rendered text and whether every placeholder had a value.
-    fn render(&self, event: &Value) -> (String, bool) {
+    fn render(&self, event: &Node<'_>) -> (String, bool) {
         let mut out = String::new();
         let mut complete = true;
         for part in &self.parts {
@@ -85,8 +83,8 @@ impl Template {
                 Part::Text(t) => out.push_str(t),
                 Part::Field(alternatives) => {
                     match alternatives.iter().find_map(|p| Self::lookup(event, p)) {
-                        Some(Value::String(s)) => out.push_str(s),
-                        Some(v) => out.push_str(&v.to_string()),
+                        Some(Node::Str(s)) => out.push_str(s),
+                        Some(v) => out.push_str(&String::from_utf8_lossy(&v.to_json_vec())),
                         None => {
                             complete = false;
                             out.push_str("unknown");
@@ -99,7 +97,7 @@ impl Template {
     }
 
     /// A Kafka topic name: characters outside `[A-Za-z0-9._-]` become `_`.
-    pub fn topic(&self, event: &Value) -> String {
+    pub fn topic(&self, event: &Node<'_>) -> String {
         let (text, _) = self.render(event);
         let mut topic: String = text
             .chars()
@@ -119,7 +117,7 @@ impl Template {
     }
 
     /// A message key, or none when the template's fields are all absent.
-    pub fn key(&self, event: &Value) -> Option<String> {
+    pub fn key(&self, event: &Node<'_>) -> Option<String> {
         let has_field = self.parts.iter().any(|p| matches!(p, Part::Field(_)));
         let (text, complete) = self.render(event);
         (complete || !has_field).then_some(text)
@@ -166,21 +164,23 @@ impl Router {
         }
     }
 
-    pub fn route(&self, event: &Value, status: Status) -> Route {
+    pub fn route(&self, event: &Node<'_>, status: Status) -> Route {
         let dead_letter = self.is_dead_letter(status);
-        let sluice = &event["sluice"];
+        let field = |path: &[&str]| event.pointer(path).and_then(Node::as_str);
         let mut headers = vec![
             ("content-type", "application/json".to_string()),
             (
                 "sluice-schema-version",
-                sluice["schema_version"].as_str().unwrap_or("").to_string(),
+                field(&["sluice", "schema_version"])
+                    .unwrap_or("")
+                    .to_string(),
             ),
             ("sluice-parse-status", status.as_str().to_string()),
         ];
-        if let Some(g) = sluice["grammar"].as_str() {
+        if let Some(g) = field(&["sluice", "grammar"]) {
             headers.push(("sluice-grammar", g.to_string()));
         }
-        if let Some(class) = event["class_uid"].as_i64() {
+        if let Some(class) = event.get("class_uid").and_then(Node::as_i64) {
             headers.push(("ocsf-class-uid", class.to_string()));
         }
         Route {
@@ -220,7 +220,9 @@ mod tests {
 
     #[test]
     fn templates_render_fields_with_fallbacks() {
-        let event = json!({"sluice": {"grammar": "kaspersky_kata", "syslog": {"hostname": "kata-1"}}, "class_uid": 2004});
+        let event = Node::from(
+            json!({"sluice": {"grammar": "kaspersky_kata", "syslog": {"hostname": "kata-1"}}, "class_uid": 2004}),
+        );
         let t = Template::parse("siem.{sluice.grammar}").unwrap();
         assert_eq!(t.topic(&event), "siem.kaspersky_kata");
         let t = Template::parse("ocsf-{class_uid}").unwrap();
@@ -253,7 +255,8 @@ mod tests {
             false,
         )
         .unwrap();
-        let event = json!({"sluice": {"schema_version": "1", "parse": {"status": "failed"}}});
+        let event =
+            Node::from(json!({"sluice": {"schema_version": "1", "parse": {"status": "failed"}}}));
         let route = router.route(&event, Status::Failed);
         assert!(route.dead_letter);
         assert_eq!(route.topic, "sluice.deadletter");

@@ -6,8 +6,8 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+use crate::event::Node;
 use metrics::{counter, gauge, Counter, Gauge};
-use serde_json::Value;
 
 pub const OTHER: &str = "other";
 
@@ -49,15 +49,13 @@ impl SourceTracker {
 
 /// The reporting host of an event: the device it names, else the syslog hostname, else the
 /// sender's address.
-pub fn reporting_host(event: &Value) -> &str {
-    let device = &event["device"];
-    let found = device["hostname"]
-        .as_str()
-        .or(device["ip"].as_str())
-        .or(event["sluice"]["syslog"]["hostname"].as_str())
+pub fn reporting_host<'e>(event: &'e Node<'_>) -> &'e str {
+    let text = |path: &[&str]| event.pointer(path).and_then(Node::as_str);
+    let found = text(&["device", "hostname"])
+        .or(text(&["device", "ip"]))
+        .or(text(&["sluice", "syslog", "hostname"]))
         .or_else(|| {
-            event["sluice"]["received"]["peer"]
-                .as_str()
+            text(&["sluice", "received", "peer"])
                 .map(|p| p.rsplit_once(':').map(|(ip, _)| ip).unwrap_or(p))
         });
     match found {
@@ -94,9 +92,12 @@ impl SourceMetrics {
 
     /// Records one event of `grammar`; a heartbeat event (`sluice.heartbeat`) also moves the
     /// source's last-heartbeat time.
-    pub fn seen(&mut self, grammar: &str, event: &Value, now_seconds: f64) {
+    pub fn seen(&mut self, grammar: &str, event: &Node<'_>, now_seconds: f64) {
         let host = reporting_host(event);
-        let heartbeat = event["sluice"]["heartbeat"] == Value::Bool(true);
+        let heartbeat = event
+            .pointer(&["sluice", "heartbeat"])
+            .and_then(Node::as_bool)
+            == Some(true);
         let known = self.handles.get_mut(grammar).and_then(|h| h.get_mut(host));
         let handles = match known {
             Some(handles) => handles,
@@ -142,20 +143,22 @@ mod tests {
     #[test]
     fn host_comes_from_the_device_then_syslog_then_peer() {
         assert_eq!(
-            reporting_host(&json!({"device": {"hostname": "kata-1"}})),
+            reporting_host(&Node::from(json!({"device": {"hostname": "kata-1"}}))),
             "kata-1"
         );
         assert_eq!(
-            reporting_host(
-                &json!({"sluice": {"syslog": {"hostname": "relay"}, "received": {"peer": "10.0.0.1:514"}}})
-            ),
+            reporting_host(&Node::from(
+                json!({"sluice": {"syslog": {"hostname": "relay"}, "received": {"peer": "10.0.0.1:514"}}})
+            )),
             "relay"
         );
         assert_eq!(
-            reporting_host(&json!({"sluice": {"received": {"peer": "[::1]:40000"}}})),
+            reporting_host(&Node::from(
+                json!({"sluice": {"received": {"peer": "[::1]:40000"}}})
+            )),
             "::1"
         );
-        assert_eq!(reporting_host(&json!({})), "unknown");
+        assert_eq!(reporting_host(&Node::from(json!({}))), "unknown");
     }
 
     #[test]
