@@ -187,6 +187,33 @@ fn udp_datagrams_one_message_each_and_long_ones_cut() {
     assert_all_valid(&events);
 }
 
+/// A burst is read many datagrams per recvmmsg call: each must come out whole, once, in the
+/// order sent, whatever its size relative to the others in the same call.
+#[test]
+fn a_udp_burst_arrives_whole_and_in_order() {
+    let sluice = Sluice::start(&listener(
+        "udp",
+        "udp",
+        "max_message_bytes = 2048\nreceive_buffer_bytes = 4194304",
+    ));
+    let addr = sluice.addr("udp");
+    let sent: Vec<String> = (0..300)
+        .map(|i| {
+            format!(
+                "<13>Jan 25 09:59:01 host app: n={i} {}",
+                "x".repeat((i * 37) % 1900)
+            )
+        })
+        .collect();
+    let datagrams: Vec<&[u8]> = sent.iter().map(|s| s.as_bytes()).collect();
+    udp_send(addr, &datagrams);
+    let events = sluice.wait_events(sent.len(), WAIT);
+    assert_eq!(common::server::raw(&events), sent);
+    assert!(events
+        .iter()
+        .all(|e| e["metadata"]["is_truncated"].is_null()));
+}
+
 #[test]
 fn allowlist_refuses_and_counts_other_sources() {
     let config = listener("tcp", "tcp", "allow = [\"127.0.0.2/32\"]")

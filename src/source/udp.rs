@@ -28,6 +28,14 @@ use crate::queue::Dispatcher;
 /// Datagrams read per wake-up before the batch is queued.
 const BATCH: usize = 64;
 
+/// Datagrams taken per recvmmsg call. Each needs a buffer of its own as large as the
+/// largest datagram accepted (at most 64 KiB): 1 MiB per socket at the default limit.
+const PER_SYSCALL: usize = 16;
+
+/// No UDP datagram is longer (65,535 less the 8-byte UDP header); a larger limit buys
+/// nothing but memory.
+const LARGEST_DATAGRAM: usize = 65_535;
+
 /// SO_RCVBUF asked for when the listener sets none.
 pub const DEFAULT_RECEIVE_BUFFER: usize = 8 * 1024 * 1024;
 
@@ -102,60 +110,125 @@ struct Datagram {
     drops: Option<u32>,
 }
 
-fn recv_datagram(fd: std::os::fd::RawFd, buffer: &mut [u8]) -> io::Result<Datagram> {
-    // SAFETY: every pointer handed to recvmsg points into a live local of the stated size,
-    // and the control messages are read only within msg_controllen as the kernel set it.
-    unsafe {
-        let mut addr: libc::sockaddr_storage = zeroed();
-        let mut iov = libc::iovec {
-            iov_base: buffer.as_mut_ptr() as *mut libc::c_void,
-            iov_len: buffer.len(),
+/// Receives up to [`PER_SYSCALL`] datagrams with one recvmmsg(2) call into buffers it
+/// owns; the headers' pointers are set again before each call, so moving the struct is safe.
+struct Receiver {
+    slot_bytes: usize,
+    buffers: Vec<u8>,
+    addrs: Vec<libc::sockaddr_storage>,
+    controls: Vec<[u64; 8]>,
+    iovs: Vec<libc::iovec>,
+    headers: Vec<libc::mmsghdr>,
+}
+
+// SAFETY: the raw pointers in `iovs` and `headers` point only into this struct's own heap
+// buffers, are rewritten before every call, and are never shared: moving the whole receiver
+// to another thread moves what they point to with it.
+unsafe impl Send for Receiver {}
+
+impl Receiver {
+    fn new(slot_bytes: usize) -> Receiver {
+        // SAFETY: all-zero is a valid value of these plain C structs.
+        let (addr, iov, header) = unsafe {
+            (
+                zeroed::<libc::sockaddr_storage>(),
+                zeroed::<libc::iovec>(),
+                zeroed::<libc::mmsghdr>(),
+            )
         };
-        let mut control = [0u64; 8];
-        let mut msg: libc::msghdr = zeroed();
-        msg.msg_name = &mut addr as *mut libc::sockaddr_storage as *mut libc::c_void;
-        msg.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = control.as_mut_ptr() as *mut libc::c_void;
-        msg.msg_controllen = size_of::<[u64; 8]>() as _;
-        let n = libc::recvmsg(fd, &mut msg, 0);
+        Receiver {
+            slot_bytes,
+            buffers: vec![0; slot_bytes * PER_SYSCALL],
+            addrs: vec![addr; PER_SYSCALL],
+            controls: vec![[0; 8]; PER_SYSCALL],
+            iovs: vec![iov; PER_SYSCALL],
+            headers: vec![header; PER_SYSCALL],
+        }
+    }
+
+    /// Receives what is waiting (at most `limit`); `WouldBlock` when nothing is.
+    fn receive(&mut self, fd: std::os::fd::RawFd, limit: usize) -> io::Result<usize> {
+        let count = limit.clamp(1, PER_SYSCALL);
+        for i in 0..count {
+            self.iovs[i] = libc::iovec {
+                iov_base: self.buffers[i * self.slot_bytes..].as_mut_ptr().cast(),
+                iov_len: self.slot_bytes,
+            };
+            let header = &mut self.headers[i].msg_hdr;
+            header.msg_name = (&mut self.addrs[i] as *mut libc::sockaddr_storage).cast();
+            header.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            header.msg_iov = &mut self.iovs[i];
+            header.msg_iovlen = 1;
+            header.msg_control = self.controls[i].as_mut_ptr().cast();
+            header.msg_controllen = size_of::<[u64; 8]>() as _;
+            header.msg_flags = 0;
+            self.headers[i].msg_len = 0;
+        }
+        // SAFETY: each of the `count` headers points into this struct's own buffers, sized
+        // as stated, which live and stay in place for the call.
+        let n = unsafe {
+            libc::recvmmsg(
+                fd,
+                self.headers.as_mut_ptr(),
+                count as libc::c_uint,
+                libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+            )
+        };
         if n < 0 {
             return Err(io::Error::last_os_error());
         }
+        Ok(n as usize)
+    }
+
+    /// The `i`-th datagram of the last call and its bytes.
+    fn datagram(&self, i: usize) -> (Datagram, &[u8]) {
+        let header = &self.headers[i];
+        let msg = &header.msg_hdr;
+        let len = (header.msg_len as usize).min(self.slot_bytes);
         let mut drops = None;
-        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
-        while !cmsg.is_null() {
-            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SO_RXQ_OVFL {
-                drops = Some(std::ptr::read_unaligned(libc::CMSG_DATA(cmsg) as *const u32));
+        // SAFETY: the control messages are read only within msg_controllen as the kernel
+        // set it, in this slot's control buffer; the address is read as the family says.
+        let peer = unsafe {
+            let mut cmsg = libc::CMSG_FIRSTHDR(msg);
+            while !cmsg.is_null() {
+                if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SO_RXQ_OVFL
+                {
+                    drops = Some(std::ptr::read_unaligned(libc::CMSG_DATA(cmsg) as *const u32));
+                }
+                cmsg = libc::CMSG_NXTHDR(msg, cmsg);
             }
-            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
-        }
-        let peer = match addr.ss_family as libc::c_int {
-            libc::AF_INET => {
-                let a = &*(&addr as *const libc::sockaddr_storage as *const libc::sockaddr_in);
-                Some(SocketAddr::V4(SocketAddrV4::new(
-                    Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr)),
-                    u16::from_be(a.sin_port),
-                )))
+            let addr = &self.addrs[i];
+            match addr.ss_family as libc::c_int {
+                libc::AF_INET => {
+                    let a = &*(addr as *const libc::sockaddr_storage as *const libc::sockaddr_in);
+                    Some(SocketAddr::V4(SocketAddrV4::new(
+                        Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr)),
+                        u16::from_be(a.sin_port),
+                    )))
+                }
+                libc::AF_INET6 => {
+                    let a = &*(addr as *const libc::sockaddr_storage as *const libc::sockaddr_in6);
+                    Some(SocketAddr::V6(SocketAddrV6::new(
+                        Ipv6Addr::from(a.sin6_addr.s6_addr),
+                        u16::from_be(a.sin6_port),
+                        a.sin6_flowinfo,
+                        a.sin6_scope_id,
+                    )))
+                }
+                _ => None,
             }
-            libc::AF_INET6 => {
-                let a = &*(&addr as *const libc::sockaddr_storage as *const libc::sockaddr_in6);
-                Some(SocketAddr::V6(SocketAddrV6::new(
-                    Ipv6Addr::from(a.sin6_addr.s6_addr),
-                    u16::from_be(a.sin6_port),
-                    a.sin6_flowinfo,
-                    a.sin6_scope_id,
-                )))
-            }
-            _ => None,
         };
-        Ok(Datagram {
-            len: n as usize,
-            truncated: msg.msg_flags & libc::MSG_TRUNC != 0,
-            peer,
-            drops,
-        })
+        let start = i * self.slot_bytes;
+        (
+            Datagram {
+                len,
+                truncated: msg.msg_flags & libc::MSG_TRUNC != 0,
+                peer,
+                drops,
+            },
+            &self.buffers[start..start + len],
+        )
     }
 }
 
@@ -186,7 +259,7 @@ impl DatagramListener {
     /// Reads one socket until shutdown.
     pub async fn serve(self: Arc<Self>, socket: UdpSocket, mut shutdown: watch::Receiver<bool>) {
         let fd = socket.as_raw_fd();
-        let mut buffer = vec![0u8; self.max_message_bytes];
+        let mut receiver = Receiver::new(self.max_message_bytes.min(LARGEST_DATAGRAM));
         let mut counted_drops: u32 = 0;
         let count_drops = |total: u32, counted: &mut u32| {
             if total > *counted {
@@ -215,59 +288,68 @@ impl DatagramListener {
             }
             let mut batches: HashMap<u64, Vec<Message>> = HashMap::new();
             let received_ms = now_ms();
-            for _ in 0..BATCH {
-                let datagram = match socket
-                    .try_io(Interest::READABLE, || recv_datagram(fd, &mut buffer))
+            let mut taken = 0;
+            while taken < BATCH {
+                let received = match socket
+                    .try_io(Interest::READABLE, || receiver.receive(fd, BATCH - taken))
                 {
-                    Ok(d) => d,
+                    Ok(n) => n,
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                     Err(e) => {
                         tracing::warn!(listener = %self.info.listener, error = %e, "UDP receive failed");
                         break;
                     }
                 };
-                if let Some(total) = datagram.drops {
-                    count_drops(total, &mut counted_drops);
-                }
-                if peers.len() > 4096 {
-                    peers.clear();
-                }
-                let peer = datagram.peer;
-                let text = match peer {
-                    Some(addr) => peers
-                        .entry(addr)
-                        .or_insert_with(|| {
-                            self.allows(addr.ip()).then(|| Arc::from(addr.to_string()))
-                        })
-                        .clone(),
-                    None => Some(Arc::from("unknown")),
-                };
-                let Some(text) = text else {
-                    self.metrics.datagram_refused(refused::ALLOWLIST);
-                    continue;
-                };
-                self.metrics.bytes.increment(datagram.len as u64);
-                self.metrics.messages.increment(1);
-                self.metrics.message_size.record(datagram.len as f64);
-                let mut bytes = &buffer[..datagram.len];
-                // Some senders end datagrams with a newline (or NUL); it is framing, not
-                // message.
-                while let Some((&last, init)) = bytes.split_last() {
-                    if matches!(last, b'\n' | b'\r' | 0) {
-                        bytes = init;
-                    } else {
-                        break;
+                taken += received;
+                for i in 0..received {
+                    let (datagram, payload) = receiver.datagram(i);
+                    if let Some(total) = datagram.drops {
+                        count_drops(total, &mut counted_drops);
                     }
+                    if peers.len() > 4096 {
+                        peers.clear();
+                    }
+                    let peer = datagram.peer;
+                    let text = match peer {
+                        Some(addr) => peers
+                            .entry(addr)
+                            .or_insert_with(|| {
+                                self.allows(addr.ip()).then(|| Arc::from(addr.to_string()))
+                            })
+                            .clone(),
+                        None => Some(Arc::from("unknown")),
+                    };
+                    let Some(text) = text else {
+                        self.metrics.datagram_refused(refused::ALLOWLIST);
+                        continue;
+                    };
+                    self.metrics.bytes.increment(datagram.len as u64);
+                    self.metrics.messages.increment(1);
+                    self.metrics.message_size.record(datagram.len as f64);
+                    let mut bytes = payload;
+                    // Some senders end datagrams with a newline (or NUL); it is framing, not
+                    // message.
+                    while let Some((&last, init)) = bytes.split_last() {
+                        if matches!(last, b'\n' | b'\r' | 0) {
+                            bytes = init;
+                        } else {
+                            break;
+                        }
+                    }
+                    let mut info = self.info.clone();
+                    info.peer = Some(text);
+                    let mut message = Message::new(bytes.to_vec(), info, received_ms);
+                    if datagram.truncated {
+                        message.truncated = true;
+                        self.metrics.truncated(truncated::TOO_LONG);
+                    }
+                    let key = peer.map(shard_key).unwrap_or(0);
+                    batches.entry(key).or_default().push(message);
                 }
-                let mut info = self.info.clone();
-                info.peer = Some(text);
-                let mut message = Message::new(bytes.to_vec(), info, received_ms);
-                if datagram.truncated {
-                    message.truncated = true;
-                    self.metrics.truncated(truncated::TOO_LONG);
+                if received < PER_SYSCALL.min(BATCH - taken + received) {
+                    // Fewer than asked for: the socket is drained.
+                    break;
                 }
-                let key = peer.map(shard_key).unwrap_or(0);
-                batches.entry(key).or_default().push(message);
             }
             if let Some(total) = kernel_drops(fd) {
                 count_drops(total, &mut counted_drops);
