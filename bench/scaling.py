@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Scaling curves of a release `sluice run` (TCP listener, file sink on loopback):
+"""Scaling curves of a release `sluice run` (TCP or TLS listener, file sink on loopback):
 
   1. connections: with 1, 10, 100, 1,000 and 10,000 open connections, of which one sends
      the corpus and the others stay idle: sluice's resident memory before and after the
@@ -11,16 +11,20 @@
 Per-vendor parse cost is bench/callgrind.sh (instruction counts per event).
 
     python3 bench/scaling.py [--messages N] [--max-connections 10000] [--sizes 200,1024,...]
+                             [--transport tcp|tls]
+
+With --transport tls every connection completes its handshake before it goes idle, so the
+memory per idle connection includes rustls's session state and buffers.
 
 A benchmark, not a test: nothing is asserted about speed; each run checks that every
 message sent was written. Needs a file-descriptor limit above the largest connection count
 (it raises its own soft limit to the hard one; sluice inherits it).
 """
-import argparse, os, resource, socket, subprocess, sys, tempfile, time
+import argparse, os, resource, socket, ssl, subprocess, sys, tempfile, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from ingest import free_port, metric, proc_stats, start_sluice  # noqa: E402
+from ingest import certificates, free_port, metric, proc_stats, start_sluice  # noqa: E402
 
 
 def rss_kb(pid):
@@ -31,16 +35,32 @@ def rss_kb(pid):
     return 0
 
 
-def start_tcp_listener(binary, work, out):
+def start_listener(binary, work, out, transport):
     port, metrics_port = free_port(), free_port()
     metrics_address = f"127.0.0.1:{metrics_port}"
     conf = os.path.join(work, "sluice.toml")
+    tls = ""
+    if transport == "tls":
+        cert, key = certificates(work)
+        tls = f'[listener.tls]\ncert = "{cert}"\nkey = "{key}"\n'
     with open(conf, "w") as f:
         f.write(f'[limits]\nmax_connections = 20000\nmax_connections_per_ip = 20000\n'
-                f'[[listener]]\nname = "bench"\ntransport = "tcp"\naddress = "127.0.0.1:{port}"\n'
-                f'idle_timeout = "1h"\n[sink]\ntype = "file"\npath = "{out}"\n'
+                f'[[listener]]\nname = "bench"\ntransport = "{transport}"\naddress = "127.0.0.1:{port}"\n'
+                f'idle_timeout = "1h"\n{tls}[sink]\ntype = "file"\npath = "{out}"\n'
                 f'[metrics]\naddress = "{metrics_address}"\n')
     return start_sluice(binary, conf, metrics_address), port, metrics_address
+
+
+def client_context():
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def connect(port, context):
+    s = socket.create_connection(("127.0.0.1", port))
+    return context.wrap_socket(s) if context else s
 
 
 def wait_written(metrics_address, expected, timeout=600):
@@ -62,32 +82,39 @@ def wait_connections(metrics_address, expected, timeout=120):
     raise SystemExit(f"sluice did not report {expected} open connections")
 
 
-def send(port, data):
-    s = socket.create_connection(("127.0.0.1", port))
+def send(port, data, context):
+    s = connect(port, context)
     view = memoryview(data)
     for i in range(0, len(view), 1 << 20):
         s.sendall(view[i:i + (1 << 20)])
+    if context:
+        try:
+            s = s.unwrap()  # close_notify: a clean end of stream
+        except (ssl.SSLError, OSError):
+            pass
     s.close()
 
 
-def measure(binary, work, data, lines, idle):
+def measure(binary, work, data, lines, idle, transport="tcp"):
     out = os.path.join(work, "events.ndjson")
     if os.path.exists(out):
         os.remove(out)
-    proc, port, metrics_address = start_tcp_listener(binary, work, out)
+    proc, port, metrics_address = start_listener(binary, work, out, transport)
+    context = client_context() if transport == "tls" else None
     sockets = []
     try:
         time.sleep(0.5)
         before = rss_kb(proc.pid)
         for _ in range(idle):
-            sockets.append(socket.create_connection(("127.0.0.1", port)))
+            # TLS: wrap_socket returns after the handshake, so sluice holds a live session.
+            sockets.append(connect(port, context))
         if idle:
             wait_connections(metrics_address, idle)
         time.sleep(0.5)
         after = rss_kb(proc.pid)
         cpu0, _ = proc_stats(proc.pid)
         t0 = time.time()
-        send(port, data)
+        send(port, data, context)
         end = wait_written(metrics_address, lines)
         cpu1, peak = proc_stats(proc.pid)
         still_open = metric(metrics_address, "sluice_connections_open")
@@ -122,6 +149,8 @@ def main():
     p.add_argument("--max-connections", type=int, default=10_000)
     p.add_argument("--sizes", default="200,1024,4096,16384,32768")
     p.add_argument("--size-megabytes", type=int, default=100, help="bytes sent per message-size point")
+    p.add_argument("--transport", choices=("tcp", "tls"), default="tcp",
+                   help="listener of the connection curve (the message-size curve is TCP)")
     args = p.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
@@ -133,14 +162,14 @@ def main():
     corpus = subprocess.run(["cargo", "run", "--release", "--quiet", "--example", "corpus", "--", str(args.messages)],
                             cwd=ROOT, check=True, capture_output=True).stdout
     lines = corpus.count(b"\n")
-    print(f"## Connections: {lines} mixed lines ({len(corpus) / lines:.0f} B/line) over one active connection, "
+    print(f"## Connections ({args.transport}): {lines} mixed lines ({len(corpus) / lines:.0f} B/line) over one active connection, "
           f"with the others idle; {os.cpu_count()} cores")
     print("| connections | RSS before MB | RSS with idle ones MB | kB per idle connection | msg/s | µs CPU/msg "
           "| peak RSS MB | open at the end |")
     print("|---|---|---|---|---|---|---|---|")
     counts = [c for c in (1, 10, 100, 1000, 10_000) if c <= args.max_connections]
     for connections in counts:
-        r = measure(binary, work, corpus, lines, connections - 1)
+        r = measure(binary, work, corpus, lines, connections - 1, args.transport)
         print(f"| {connections:,} | {r['rss_before_kb'] / 1024:.1f} | {r['rss_idle_kb'] / 1024:.1f} | "
               f"{r['kb_per_idle']:.1f} | {r['msg_per_s']:,.0f} | {r['us_cpu_per_msg']:.1f} | {r['peak_rss_mb']:.0f} | "
               f"{r['idle_still_open']:,} |", flush=True)
