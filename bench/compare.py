@@ -165,6 +165,8 @@ def run_once(receiver, binary, data, lines, work):
         listener = f'[[listener]]\nname = "bench"\ntransport = "{transport}"\naddress = "127.0.0.1:{port}"\n'
         if transport == "udp":
             listener += "receive_buffer_bytes = 33554432\n"
+        if name == "sluice-spread":
+            listener += "sender_order = false\n"  # the one sender's datagrams on every worker
         if tls:
             listener += f'[listener.tls]\ncert = "{tls[0]}"\nkey = "{tls[1]}"\n'
         if name == "sluice-kafka":
@@ -233,7 +235,8 @@ def run_once(receiver, binary, data, lines, work):
             "p50_ms": latency.get(0.5), "p99_ms": latency.get(0.99)}
 
 
-WORK_DONE = {"sluice": "full parse, OCSF JSON", "sluice-kafka": "full parse, OCSF JSON, to Kafka (zstd, acks=all)",
+WORK_DONE = {"sluice": "full parse, OCSF JSON",
+             "sluice-spread": "full parse, OCSF JSON, sender_order = false", "sluice-kafka": "full parse, OCSF JSON, to Kafka (zstd, acks=all)",
              "syslog-ng-raw": "none (flags(no-parse))", "syslog-ng-parse": "syslog + csv/kv/json parsers, format-json",
              "rsyslog-raw": "none (%rawmsg%)"}
 

@@ -146,6 +146,11 @@ pub struct Listener {
     /// UDP: sockets bound with SO_REUSEPORT, each with its own receiving task; 0 means one
     /// per parse worker.
     pub sockets: Option<usize>,
+    /// UDP: keep each sender's datagrams in order by parsing them all on one worker (the
+    /// default). `false` spreads a fast sender's datagrams over every worker, in batches of
+    /// up to 64 that may then reach the sink out of order: for one relay sending more than
+    /// one core parses.
+    pub sender_order: Option<bool>,
     pub tls: Option<Tls>,
 }
 
@@ -666,6 +671,7 @@ impl Config {
                 for (k, set) in [
                     ("receive_buffer_bytes", l.receive_buffer_bytes.is_some()),
                     ("sockets", l.sockets.is_some()),
+                    ("sender_order", l.sender_order.is_some()),
                 ] {
                     if set {
                         report(
@@ -869,6 +875,7 @@ impl Listener {
             frame_timeout: default_frame_timeout(),
             receive_buffer_bytes: None,
             sockets: None,
+            sender_order: None,
             tls: None,
         }
     }
@@ -1008,6 +1015,15 @@ mod tests {
                 "t.toml:7: listener[1].name: \"a\" is also the name of listener[0]",
                 "t.toml:10: listener[1].max_message_bytes: 100 is out of range: RFC 5426 requires at least 480, and sluice takes at most 16 MiB",
             ]
+        );
+    }
+
+    #[test]
+    fn udp_options_only_on_udp_listeners() {
+        let text = "[[listener]]\nname = \"a\"\ntransport = \"tcp\"\naddress = \"0.0.0.0:514\"\nsender_order = false\n";
+        assert_eq!(
+            errors(text),
+            vec!["t.toml:5: listener[0].sender_order: only a udp listener takes sender_order; this one is tcp"]
         );
     }
 

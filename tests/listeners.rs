@@ -214,6 +214,30 @@ fn a_udp_burst_arrives_whole_and_in_order() {
         .all(|e| e["metadata"]["is_truncated"].is_null()));
 }
 
+/// `sender_order = false` spreads one sender over the workers: nothing is lost or doubled,
+/// though batches may be written out of order.
+#[test]
+fn a_udp_sender_spread_over_workers_loses_nothing() {
+    let config = "[general]\nworkers = 2\n".to_string()
+        + &listener(
+            "udp",
+            "udp",
+            "receive_buffer_bytes = 4194304\nsender_order = false",
+        );
+    let sluice = Sluice::start(&config);
+    let addr = sluice.addr("udp");
+    let mut sent: Vec<String> = (0..2000)
+        .map(|i| format!("<13>Jan 25 09:59:01 host app: n={i}"))
+        .collect();
+    let datagrams: Vec<&[u8]> = sent.iter().map(|s| s.as_bytes()).collect();
+    udp_send(addr, &datagrams);
+    let events = sluice.wait_events(sent.len(), WAIT);
+    let mut written = common::server::raw(&events);
+    written.sort();
+    sent.sort();
+    assert_eq!(written, sent);
+}
+
 #[test]
 fn allowlist_refuses_and_counts_other_sources() {
     let config = listener("tcp", "tcp", "allow = [\"127.0.0.2/32\"]")

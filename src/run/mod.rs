@@ -183,6 +183,7 @@ pub async fn run(
                     dispatcher: dispatcher.clone(),
                     allow: l.allow.clone(),
                     max_message_bytes: l.max_message_bytes,
+                    sender_order: l.sender_order.unwrap_or(true),
                 });
                 sockets.push(Socket::Datagram(socks, listener));
             }

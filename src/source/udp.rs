@@ -48,6 +48,9 @@ pub struct DatagramListener {
     pub dispatcher: Dispatcher,
     pub allow: Vec<Cidr>,
     pub max_message_bytes: usize,
+    /// One sender's datagrams go to one parse worker (in order); else each receive batch
+    /// goes to the next worker in turn.
+    pub sender_order: bool,
 }
 
 /// Binds `count` sockets to one address with SO_REUSEPORT. With port 0 the first socket
@@ -271,6 +274,7 @@ impl DatagramListener {
         // Peer text and verdict per sender, so a busy sender costs no allocation per
         // datagram; bounded, cleared when full.
         let mut peers: HashMap<SocketAddr, Option<Arc<str>>> = HashMap::new();
+        let mut batch_number: u64 = 0;
         loop {
             tokio::select! {
                 biased;
@@ -288,6 +292,7 @@ impl DatagramListener {
             }
             let mut batches: HashMap<u64, Vec<Message>> = HashMap::new();
             let received_ms = now_ms();
+            batch_number = batch_number.wrapping_add(1);
             let mut taken = 0;
             while taken < BATCH {
                 let received = match socket
@@ -343,7 +348,11 @@ impl DatagramListener {
                         message.truncated = true;
                         self.metrics.truncated(truncated::TOO_LONG);
                     }
-                    let key = peer.map(shard_key).unwrap_or(0);
+                    let key = if self.sender_order {
+                        peer.map(shard_key).unwrap_or(0)
+                    } else {
+                        batch_number
+                    };
                     batches.entry(key).or_default().push(message);
                 }
                 if received < PER_SYSCALL.min(BATCH - taken + received) {
