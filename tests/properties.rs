@@ -178,16 +178,24 @@ fn assert_writer_matches_serde_json(pipeline: &sluice::Pipeline, bytes: &[u8], j
     );
 }
 
-#[test]
-fn the_event_writer_writes_the_same_bytes_as_serde_json() {
-    let pipeline = common::pipeline();
-    let mut lines = corpus::mixed(2000, 11);
+/// Every shape of event: the generated corpus, the seeds, and text with control
+/// characters, U+2028, quotes, backslashes, huge numbers and repeated SD parameters.
+fn every_event_shape(seed: u64) -> Vec<String> {
+    let mut lines = corpus::mixed(2000, seed);
     for f in std::fs::read_dir(common::repo_root().join("tests/seeds")).unwrap() {
         let text = std::fs::read_to_string(f.unwrap().path()).unwrap();
         lines.extend(text.lines().map(String::from));
     }
     lines.push("CEF:0|a|b|1|2|3|4|x=\u{7f}\u{1}\u{2028}é\"\\/ y=1.5e300 z=-0".into());
+    lines.push("\"k\":\"\\ud83d\\ude00\",\"n\":12345678901234567890,\"f\":1e-7".into());
     lines.push("<34>1 2003-10-11T22:14:15.003Z h a 1 m [id k=\"v\\\"\" k=\"w\"][id x=\"y\"] CEF:0|a|b|1|2|3|4|".into());
+    lines
+}
+
+#[test]
+fn the_event_writer_writes_the_same_bytes_as_serde_json() {
+    let pipeline = common::pipeline();
+    let lines = every_event_shape(11);
     for line in &lines {
         assert_writer_matches_serde_json(&pipeline, line.as_bytes(), false);
         assert_writer_matches_serde_json(&pipeline, line.as_bytes(), line.starts_with('{'));
@@ -216,18 +224,11 @@ proptest! {
 }
 
 /// Dead-letter records are serialised with sonic-rs (faster escaping); it must write
-/// exactly the bytes serde_json writes, for every shape of event: the generated corpus, the seeds, and text
-/// with control characters, U+2028, quotes, backslashes and a huge number.
+/// exactly the bytes serde_json writes, for every shape of event.
 #[test]
 fn sonic_rs_writes_the_same_bytes_as_serde_json() {
     let pipeline = common::pipeline();
-    let mut lines = corpus::mixed(2000, 7);
-    for f in std::fs::read_dir(common::repo_root().join("tests/seeds")).unwrap() {
-        let text = std::fs::read_to_string(f.unwrap().path()).unwrap();
-        lines.extend(text.lines().map(String::from));
-    }
-    lines.push("CEF:0|a|b|1|2|3|4|x=\u{7f}\u{1}\u{2028}é\"\\/ y=1.5e300 z=-0".into());
-    lines.push("\"k\":\"\\ud83d\\ude00\",\"n\":12345678901234567890,\"f\":1e-7".into());
+    let lines = every_event_shape(7);
     for line in &lines {
         let event = common::parse_line(&pipeline, line);
         let expected = serde_json::to_vec(&event).unwrap();

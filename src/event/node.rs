@@ -416,29 +416,17 @@ impl From<i64> for Node<'_> {
     }
 }
 
-impl From<u64> for Node<'_> {
-    fn from(n: u64) -> Self {
-        Node::UInt(n)
-    }
+macro_rules! from_unsigned {
+    ($($t:ty),*) => {$(
+        impl From<$t> for Node<'_> {
+            fn from(n: $t) -> Self {
+                Node::UInt(n as u64)
+            }
+        }
+    )*};
 }
 
-impl From<u32> for Node<'_> {
-    fn from(n: u32) -> Self {
-        Node::UInt(n.into())
-    }
-}
-
-impl From<u8> for Node<'_> {
-    fn from(n: u8) -> Self {
-        Node::UInt(n.into())
-    }
-}
-
-impl From<usize> for Node<'_> {
-    fn from(n: usize) -> Self {
-        Node::UInt(n as u64)
-    }
-}
+from_unsigned!(u8, u32, u64, usize);
 
 impl<'a> From<Object<'a>> for Node<'a> {
     fn from(obj: Object<'a>) -> Self {
