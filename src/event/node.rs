@@ -287,7 +287,7 @@ pub fn write_str(out: &mut Vec<u8>, s: &str) {
     out.reserve(bytes.len() + 2);
     out.push(b'"');
     let mut start = 0;
-    while let Some(at) = next_escape(bytes, start) {
+    while let Some(at) = next_json_special(bytes, start) {
         out.extend_from_slice(&bytes[start..at]);
         match bytes[at] {
             b'"' => out.extend_from_slice(b"\\\""),
@@ -310,8 +310,9 @@ pub fn write_str(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
 }
 
-/// The index of the first byte at or after `from` that a JSON string must escape.
-fn next_escape(bytes: &[u8], from: usize) -> Option<usize> {
+/// The index of the first byte at or after `from` that a JSON string must escape (a quote,
+/// a backslash or a control character).
+pub(crate) fn next_json_special(bytes: &[u8], from: usize) -> Option<usize> {
     let mut i = from;
     #[cfg(target_arch = "x86_64")]
     {

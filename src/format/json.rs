@@ -74,12 +74,18 @@ pub fn parse_members(text: &str) -> Result<Value, serde_json::Error> {
 /// (`Repairs::any()` is false for valid JSON).
 pub fn parse_lenient(text: &str) -> Result<(Value, Repairs), String> {
     let trimmed = text.trim();
-    if let Ok(value) = serde_json::from_str::<Value>(trimmed) {
-        return Ok((value, Repairs::default()));
+    let braceless = trimmed.starts_with('"');
+    // A lone JSON string is valid as it is; braceless members fail at their first ':'.
+    if braceless {
+        if let Ok(value) = serde_json::from_str::<Value>(trimmed) {
+            return Ok((value, Repairs::default()));
+        }
     }
+    // One scan finds (and fixes) what a strict parse would stop at, so the value is parsed
+    // once, not once to fail deep inside and again after the repair.
     let mut repairs = Repairs::default();
     let mut fixed = String::with_capacity(trimmed.len() + 16);
-    if trimmed.starts_with('"') {
+    if braceless {
         fixed.push('{');
         repairs.added_opening_brace = true;
     }
@@ -99,53 +105,53 @@ pub fn parse_lenient(text: &str) -> Result<(Value, Repairs), String> {
 }
 
 /// Copies `text` into `out`, doubling backslashes that do not start a valid JSON escape
-/// and escaping raw control characters, but only inside string literals.
+/// and escaping raw control characters, but only inside string literals. Plain runs are
+/// skipped sixteen bytes at a time.
 fn fix_strings(text: &str, out: &mut String, repairs: &mut Repairs) {
     let bytes = text.as_bytes();
-    let mut in_string = false;
     let mut copied = 0;
     let mut i = 0;
-    while i < bytes.len() {
-        let b = bytes[i];
-        if !in_string {
-            if b == b'"' {
-                in_string = true;
-            }
-            i += 1;
-            continue;
-        }
-        match b {
-            b'"' => {
-                in_string = false;
-                i += 1;
-            }
-            b'\\' => {
-                let valid = match bytes.get(i + 1) {
-                    Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => true,
-                    Some(b'u') => {
-                        bytes.len() >= i + 6
-                            && bytes[i + 2..i + 6].iter().all(u8::is_ascii_hexdigit)
+    // Outside a string: on to the next opening quote.
+    while let Some(open) = memchr::memchr(b'"', &bytes[i..]) {
+        i += open + 1;
+        // Inside: on to the next quote, backslash or control character.
+        while let Some(at) = crate::event::node::next_json_special(bytes, i) {
+            i = at;
+            match bytes[at] {
+                b'"' => {
+                    i += 1;
+                    break;
+                }
+                b'\\' => {
+                    let valid = match bytes.get(i + 1) {
+                        Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => true,
+                        Some(b'u') => {
+                            bytes.len() >= i + 6
+                                && bytes[i + 2..i + 6].iter().all(u8::is_ascii_hexdigit)
+                        }
+                        _ => false,
+                    };
+                    if valid {
+                        i += 2;
+                    } else {
+                        out.push_str(&text[copied..i]);
+                        out.push_str("\\\\");
+                        repairs.invalid_escapes += 1;
+                        i += 1;
+                        copied = i;
                     }
-                    _ => false,
-                };
-                if valid {
-                    i += 2;
-                } else {
+                }
+                b => {
                     out.push_str(&text[copied..i]);
-                    out.push_str("\\\\");
-                    repairs.invalid_escapes += 1;
+                    out.push_str(&format!("\\u{:04x}", b));
+                    repairs.raw_control_chars += 1;
                     i += 1;
                     copied = i;
                 }
             }
-            0x00..=0x1f => {
-                out.push_str(&text[copied..i]);
-                out.push_str(&format!("\\u{:04x}", b));
-                repairs.raw_control_chars += 1;
-                i += 1;
-                copied = i;
-            }
-            _ => i += 1,
+        }
+        if i >= bytes.len() {
+            break;
         }
     }
     out.push_str(&text[copied..]);
@@ -189,6 +195,69 @@ mod tests {
         let v =
             parse_members(r#""log_type":"config","timestamp":"2022-07-15T11:19:41.629Z""#).unwrap();
         assert_eq!(v["log_type"], "config");
+    }
+
+    /// The byte-at-a-time repair that `fix_strings` replaced, kept as its specification.
+    fn fix_strings_reference(text: &str) -> (String, Repairs) {
+        let mut out = String::new();
+        let mut repairs = Repairs::default();
+        let bytes = text.as_bytes();
+        let (mut in_string, mut copied, mut i) = (false, 0, 0);
+        while i < bytes.len() {
+            let b = bytes[i];
+            if !in_string {
+                in_string = b == b'"';
+                i += 1;
+                continue;
+            }
+            match b {
+                b'"' => {
+                    in_string = false;
+                    i += 1;
+                }
+                b'\\' => {
+                    let valid = match bytes.get(i + 1) {
+                        Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => true,
+                        Some(b'u') => {
+                            bytes.len() >= i + 6
+                                && bytes[i + 2..i + 6].iter().all(u8::is_ascii_hexdigit)
+                        }
+                        _ => false,
+                    };
+                    if valid {
+                        i += 2;
+                    } else {
+                        out.push_str(&text[copied..i]);
+                        out.push_str("\\\\");
+                        repairs.invalid_escapes += 1;
+                        i += 1;
+                        copied = i;
+                    }
+                }
+                0x00..=0x1f => {
+                    out.push_str(&text[copied..i]);
+                    out.push_str(&format!("\\u{:04x}", b));
+                    repairs.raw_control_chars += 1;
+                    i += 1;
+                    copied = i;
+                }
+                _ => i += 1,
+            }
+        }
+        out.push_str(&text[copied..]);
+        (out, repairs)
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn fix_strings_matches_its_byte_at_a_time_specification(
+            text in "[\"\\\\a-z0-9u:{}\\x00-\\x1f é]{0,80}"
+        ) {
+            let mut out = String::new();
+            let mut repairs = Repairs::default();
+            fix_strings(&text, &mut out, &mut repairs);
+            proptest::prop_assert_eq!((out, repairs), fix_strings_reference(&text));
+        }
     }
 
     #[test]
