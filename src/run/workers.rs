@@ -17,6 +17,9 @@ use crate::source::Message;
 use crate::telemetry::sources::{SourceMetrics, SourceTracker};
 use crate::Status;
 
+/// Capacity of a worker's event buffer kept between events.
+const SCRATCH_KEPT: usize = 256 * 1024;
+
 /// How often one kind of parse failure is logged (with one sample), per worker.
 const LOG_EVERY: Duration = Duration::from_secs(10);
 
@@ -30,7 +33,7 @@ pub fn run(
     let mut outcomes = Outcomes::default();
     let mut sources = SourceMetrics::new(sources);
     // Events are written here, then copied out at their exact size for the sink.
-    let mut scratch = Vec::with_capacity(64 * 1024);
+    let mut scratch = Vec::with_capacity(SCRATCH_KEPT);
     while let Some(batch) = queue.recv_blocking() {
         let n = batch.len();
         let now_seconds = crate::source::now_ms() as f64 / 1000.0;
@@ -51,7 +54,13 @@ pub fn run(
                         _ => {
                             scratch.clear();
                             event.write_json(&mut scratch);
-                            scratch.as_slice().to_vec()
+                            let payload = scratch.as_slice().to_vec();
+                            // One huge record (S3 records reach 16 MiB) must not pin its
+                            // buffer for the life of the worker.
+                            if scratch.capacity() > SCRATCH_KEPT {
+                                scratch = Vec::with_capacity(SCRATCH_KEPT);
+                            }
+                            payload
                         }
                     };
                     (payload, status, route)
