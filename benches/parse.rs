@@ -11,7 +11,7 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughpu
 
 // The allocator the sluice binary uses, so the figures match it.
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: sluice::allocator::Mimalloc = sluice::allocator::Mimalloc;
 use sluice::format::{cef, json, pipe};
 use sluice::grammar::GrammarSet;
 use sluice::source::{Message, ReceiveInfo, Transport};

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 // As the sluice binary: mimalloc, and sonic-rs to serialise.
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: sluice::allocator::Mimalloc = sluice::allocator::Mimalloc;
 
 use sluice::grammar::GrammarSet;
 use sluice::source::{Message, ReceiveInfo, Transport};

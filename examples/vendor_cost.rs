@@ -7,7 +7,7 @@
 mod corpus;
 
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: sluice::allocator::Mimalloc = sluice::allocator::Mimalloc;
 
 use sluice::grammar::GrammarSet;
 use sluice::source::{Message, ReceiveInfo, Transport};

@@ -6,6 +6,7 @@
 //! `grammar` (vendor match + OCSF mapping) → `event` (the normalised event) → `sink`.
 //! `pipeline` runs the stages for one message.
 
+pub mod allocator;
 pub mod config;
 pub mod event;
 pub mod format;

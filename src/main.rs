@@ -18,9 +18,9 @@ use sluice::time::DefaultZone;
 use sluice::{ParseOptions, Pipeline};
 
 // mimalloc instead of glibc's malloc: building each event allocates many small strings and
-// maps, and callgrind counts 20 % fewer instructions per event with it (docs/performance.md).
+// vectors, and callgrind counts 20 % fewer instructions per event with it (docs/performance.md).
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: sluice::allocator::Mimalloc = sluice::allocator::Mimalloc;
 
 #[derive(Parser)]
 #[command(

@@ -18,7 +18,7 @@ use vrl::value::{Secrets, Value};
 
 // Both sides run with the allocator the sluice binary uses.
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: sluice::allocator::Mimalloc = sluice::allocator::Mimalloc;
 
 /// VRL's nearest equivalent of what sluice does with these lines: the syslog header, the
 /// CEF header and extension (lenient, as KATA's `requestUrl` holds unescaped `=`), and the
