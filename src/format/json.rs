@@ -104,6 +104,17 @@ pub fn parse_lenient(text: &str) -> Result<(Value, Repairs), String> {
     }
 }
 
+/// Whether the backslash at `at` starts an escape JSON allows.
+fn starts_valid_escape(bytes: &[u8], at: usize) -> bool {
+    match bytes.get(at + 1) {
+        Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => true,
+        Some(b'u') => {
+            bytes.len() >= at + 6 && bytes[at + 2..at + 6].iter().all(u8::is_ascii_hexdigit)
+        }
+        _ => false,
+    }
+}
+
 /// Copies `text` into `out`, doubling backslashes that do not start a valid JSON escape
 /// and escaping raw control characters, but only inside string literals. Plain runs are
 /// skipped sixteen bytes at a time.
@@ -123,15 +134,7 @@ fn fix_strings(text: &str, out: &mut String, repairs: &mut Repairs) {
                     break;
                 }
                 b'\\' => {
-                    let valid = match bytes.get(i + 1) {
-                        Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => true,
-                        Some(b'u') => {
-                            bytes.len() >= i + 6
-                                && bytes[i + 2..i + 6].iter().all(u8::is_ascii_hexdigit)
-                        }
-                        _ => false,
-                    };
-                    if valid {
+                    if starts_valid_escape(bytes, i) {
                         i += 2;
                     } else {
                         out.push_str(&text[copied..i]);
@@ -216,15 +219,7 @@ mod tests {
                     i += 1;
                 }
                 b'\\' => {
-                    let valid = match bytes.get(i + 1) {
-                        Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => true,
-                        Some(b'u') => {
-                            bytes.len() >= i + 6
-                                && bytes[i + 2..i + 6].iter().all(u8::is_ascii_hexdigit)
-                        }
-                        _ => false,
-                    };
-                    if valid {
+                    if starts_valid_escape(bytes, i) {
                         i += 2;
                     } else {
                         out.push_str(&text[copied..i]);
