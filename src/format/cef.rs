@@ -209,11 +209,17 @@ fn is_key_byte(b: u8) -> bool {
 /// Finds the next `key=` at or after `from`: returns (key start, offset of `=`).
 fn next_key(bytes: &[u8], from: usize) -> Option<(usize, usize)> {
     let mut i = from;
-    while i < bytes.len() {
+    // Only a backslash or an '=' can matter; long values (URLs, 32 KB KATA alerts) are
+    // skipped to the next one by memchr's vectorised search.
+    while let Some(at) = bytes
+        .get(i..)
+        .and_then(|rest| memchr::memchr2(b'\\', b'=', rest))
+    {
+        i += at;
         match bytes[i] {
             b'\\' => i += 2,
-            b'=' => {
-                // Walk back over key characters to the preceding space.
+            _ => {
+                // An '=': walk back over key characters to the preceding space.
                 let mut start = i;
                 while start > from && is_key_byte(bytes[start - 1]) {
                     start -= 1;
@@ -225,7 +231,6 @@ fn next_key(bytes: &[u8], from: usize) -> Option<(usize, usize)> {
                 }
                 i += 1;
             }
-            _ => i += 1,
         }
     }
     None
