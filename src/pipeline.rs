@@ -145,16 +145,6 @@ impl<'a> Event<'a> {
         self.tree.pointer(&["sluice", "grammar"])?.as_str()
     }
 
-    /// The codes of `sluice.parse.errors`, in order.
-    pub fn error_codes(&self) -> impl Iterator<Item = &str> {
-        self.tree
-            .pointer(&["sluice", "parse", "errors"])
-            .and_then(Node::as_array)
-            .unwrap_or_default()
-            .iter()
-            .filter_map(|e| e.get("code")?.as_str())
-    }
-
     /// Appends the event's compact JSON (the bytes serde_json writes for `into_value`).
     pub fn write_json(&self, out: &mut Vec<u8>) {
         self.tree.write_json(out)

@@ -83,38 +83,32 @@ impl TargetPath {
 
     /// The value at this path, if present (`[]` paths: the array).
     pub fn get<'n, 'a>(&self, root: &'n Object<'a>) -> Option<&'n Node<'a>> {
-        let mut node: Option<&Node> = None;
-        for segment in &self.segments {
-            node = match (node, segment) {
-                (None, Segment::Key(k)) => root.get(k),
-                (Some(Node::Object(obj)), Segment::Key(k)) => obj.get(k),
-                (Some(Node::Array(arr)), Segment::Index(i)) => arr.get(*i),
-                _ => None,
-            };
-            node?;
-        }
-        node
+        find(root, &self.segments)
     }
 
     /// True when every object on the way to the final key exists.
     pub fn parent_exists(&self, root: &Object<'_>) -> bool {
-        let Some((_, parents)) = self.segments.split_last() else {
-            return false;
-        };
-        let mut node: Option<&Node> = None;
-        for segment in parents {
-            node = match (node, segment) {
-                (None, Segment::Key(k)) => root.get(k),
-                (Some(Node::Object(obj)), Segment::Key(k)) => obj.get(k),
-                (Some(Node::Array(arr)), Segment::Index(i)) => arr.get(*i),
-                _ => None,
-            };
-            if node.is_none() {
-                return false;
-            }
+        match self.segments.split_last() {
+            None => false,
+            Some((_, [])) => true,
+            Some((_, parents)) => find(root, parents).is_some_and(|n| n.as_object().is_some()),
         }
-        node.is_none_or(|n| n.as_object().is_some())
     }
+}
+
+/// The node at `segments` below `root` (none for an empty path).
+fn find<'n, 'a>(root: &'n Object<'a>, segments: &[Segment]) -> Option<&'n Node<'a>> {
+    let mut node: Option<&Node> = None;
+    for segment in segments {
+        node = match (node, segment) {
+            (None, Segment::Key(k)) => root.get(k),
+            (Some(Node::Object(obj)), Segment::Key(k)) => obj.get(k),
+            (Some(Node::Array(arr)), Segment::Index(i)) => arr.get(*i),
+            _ => None,
+        };
+        node?;
+    }
+    node
 }
 
 fn set_or_push<'a>(obj: &mut Object<'a>, key: &'a str, push: bool, value: Node<'a>) -> bool {

@@ -108,16 +108,8 @@ impl<'a> Object<'a> {
         self.members.is_empty()
     }
 
-    pub fn len(&self) -> usize {
-        self.members.len()
-    }
-
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &Node<'a>)> {
-        self.members.iter().map(|(k, v)| (k.as_ref(), v))
-    }
-
     /// An owned object from a serde_json map (already in key order).
-    pub fn from_map(map: Map<String, Value>) -> Object<'static> {
+    fn from_map(map: Map<String, Value>) -> Object<'static> {
         Object {
             members: map
                 .into_iter()

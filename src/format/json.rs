@@ -68,9 +68,9 @@ pub fn parse_members(text: &str) -> Result<Value, serde_json::Error> {
     serde_json::from_str(&wrapped)
 }
 
-/// Parses strictly, and if that fails, repairs what Symantec EDR really sends: a missing
-/// opening `{`, backslashes that are not JSON escapes (`C:\Users`), raw control characters
-/// inside strings, and text after the value. Returns the value and what was repaired
+/// Parses one JSON value, repairing what Symantec EDR really sends: a missing opening `{`,
+/// backslashes that are not JSON escapes (`C:\Users`), raw control characters inside
+/// strings, and text after the value. Returns the value and what was repaired
 /// (`Repairs::any()` is false for valid JSON).
 pub fn parse_lenient(text: &str) -> Result<(Value, Repairs), String> {
     let trimmed = text.trim();
@@ -152,9 +152,6 @@ fn fix_strings(text: &str, out: &mut String, repairs: &mut Repairs) {
                     copied = i;
                 }
             }
-        }
-        if i >= bytes.len() {
-            break;
         }
     }
     out.push_str(&text[copied..]);

@@ -42,8 +42,9 @@ pub fn run(
             .map(|mut message| {
                 let (payload, status, route) = pipeline.parse_with(&message, |event| {
                     let status = event.status;
-                    outcomes.record(&event, &message);
-                    sources.seen(event.grammar().unwrap_or("none"), &event.tree, now_seconds);
+                    let grammar = event.grammar().unwrap_or("none");
+                    outcomes.record(&event, grammar, &message);
+                    sources.seen(grammar, &event.tree, now_seconds);
                     let route = router.as_ref().map(|r| r.route(&event.tree, status));
                     let payload = match &route {
                         Some(r) if r.dead_letter => sonic_rs::to_vec(&dead_letter_record(
@@ -91,9 +92,8 @@ struct Outcomes {
 }
 
 impl Outcomes {
-    fn record(&mut self, event: &Event<'_>, message: &Message) {
+    fn record(&mut self, event: &Event<'_>, grammar: &str, message: &Message) {
         let status = event.status;
-        let grammar = event.grammar().unwrap_or("none");
         let slots = match self.status.get_mut(grammar) {
             Some(slots) => slots,
             None => self.status.entry(grammar.to_string()).or_default(),

@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use metrics::counter;
-use serde_json::Value;
 use tokio::sync::mpsc;
 
 use crate::config;
@@ -229,21 +228,11 @@ impl<W: Write> NdjsonWriter<W> {
     }
 
     pub fn write_event(&mut self, event: Event<'_>) -> io::Result<()> {
-        if self.pretty {
-            return self.write(&event.into_value());
-        }
-        self.buffer.clear();
-        event.write_json(&mut self.buffer);
-        self.buffer.push(b'\n');
-        self.out.write_all(&self.buffer)
-    }
-
-    pub fn write(&mut self, event: &Value) -> io::Result<()> {
         self.buffer.clear();
         if self.pretty {
-            serde_json::to_writer_pretty(&mut self.buffer, event)?;
+            serde_json::to_writer_pretty(&mut self.buffer, &event.into_value())?;
         } else {
-            sonic_rs::to_writer(&mut self.buffer, event).map_err(io::Error::other)?;
+            event.write_json(&mut self.buffer);
         }
         self.buffer.push(b'\n');
         self.out.write_all(&self.buffer)

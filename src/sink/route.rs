@@ -10,7 +10,6 @@
 use serde_json::Value;
 
 use crate::event::Node;
-
 use crate::Status;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
