@@ -194,7 +194,8 @@ impl Pipeline {
                 Some(e.valid_up_to()),
             ),
         };
-        use_event(self.parse_text(message, &text, utf8_error))
+        let made = json::Made::new();
+        use_event(self.parse_text(message, &text, utf8_error, &made))
     }
 
     fn parse_text<'a>(
@@ -202,6 +203,7 @@ impl Pipeline {
         message: &'a Message,
         text: &'a str,
         utf8_error: Option<usize>,
+        made: &'a json::Made,
     ) -> Event<'a> {
         let tctx = TimeContext {
             received_ms: message.received_ms,
@@ -249,7 +251,7 @@ impl Pipeline {
                     .push(ParseError::new(code, why, Some(payload_at)));
                 self.base_event(message, out, Status::Unrecognised, None)
             }
-            Format::Cef { start } => self.parse_cef(message, out, payload, start),
+            Format::Cef { start } => self.parse_cef(message, out, payload, start, made),
             Format::Pipe | Format::Kv => {
                 let flat = if out.format == Format::Pipe {
                     pipe::parse(payload)
@@ -276,7 +278,7 @@ impl Pipeline {
                 let parsed = if out.format == Format::Json {
                     json::parse(payload)
                 } else {
-                    json::parse_members(payload)
+                    json::parse_members(payload, made)
                 };
                 match parsed {
                     Ok(value) => self.map_record(message, out, None, Vec::new(), Some(value)),
@@ -299,6 +301,7 @@ impl Pipeline {
         mut out: Outcome<'a>,
         payload: &'a str,
         start: usize,
+        made: &'a json::Made,
     ) -> Event<'a> {
         let cef_message = match cef::parse_header(payload, start) {
             Ok(m) => m,
@@ -346,7 +349,7 @@ impl Pipeline {
             }
             if embedded.is_none() && grammar.json_keys.iter().any(|k| k == field.key) {
                 let at = ext_at + field.offset;
-                match json::parse_lenient(&field.value) {
+                match json::parse_lenient(&field.value, made) {
                     Ok((value, repairs)) => {
                         if repairs.any() {
                             out.errors.push(ParseError::new(
@@ -459,7 +462,7 @@ impl Pipeline {
         mut out: Outcome<'a>,
         cef_header: Option<&cef::CefHeader<'a>>,
         flat: Vec<FlatField<'a>>,
-        json: Option<Value>,
+        json: Option<Node<'a>>,
     ) -> Event<'a> {
         let probe = Record {
             syslog: &out.header,
@@ -492,7 +495,7 @@ impl Pipeline {
         grammar: &'a Arc<Grammar>,
         cef_header: Option<&cef::CefHeader<'a>>,
         flat: Vec<FlatField<'a>>,
-        json: Option<Value>,
+        json: Option<Node<'a>>,
     ) -> Event<'a> {
         let header = std::mem::replace(&mut out.header, SyslogHeader::absent());
         let record = Record {
@@ -536,16 +539,16 @@ impl Pipeline {
         let winners = kind.resolve(grammar, mapped.values, &mut unmapped);
         let mut root = Object::with_capacity(24);
         for (slot, value) in winners {
-            grammar.targets[slot as usize].insert(&mut root, Node::from(value));
+            grammar.targets[slot as usize].insert(&mut root, value);
         }
         for (target, value) in &kind.set {
             if target.get(&root).is_none() {
-                target.insert(&mut root, Node::from(value.clone()));
+                target.insert(&mut root, value.reborrow());
             }
         }
         for (target, value) in &kind.ensure {
             if target.parent_exists(&root) && target.get(&root).is_none() {
-                target.insert(&mut root, Node::from(value.clone()));
+                target.insert(&mut root, value.reborrow());
             }
         }
         let class = ocsf::class(kind.class_uid).expect("class checked at compile time");

@@ -26,7 +26,29 @@ pub enum Node<'a> {
 /// A JSON object whose members stay sorted by key (the order serde_json's map writes).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Object<'a> {
-    members: Vec<(Cow<'a, str>, Node<'a>)>,
+    members: Vec<Member<'a>>,
+}
+
+/// A key with its [`key_prefix`], kept so most comparisons are one integer compare.
+#[derive(Clone, Debug, PartialEq)]
+struct Member<'a> {
+    prefix: u64,
+    key: Cow<'a, str>,
+    value: Node<'a>,
+}
+
+impl<'a> Member<'a> {
+    fn new(key: Cow<'a, str>, value: Node<'a>) -> Self {
+        Member {
+            prefix: key_prefix(key.as_bytes()),
+            key,
+            value,
+        }
+    }
+
+    fn order(&self, other: &Member<'_>) -> std::cmp::Ordering {
+        compare_keys(self.prefix, &self.key, other.prefix, &other.key)
+    }
 }
 
 impl<'a> Object<'a> {
@@ -43,16 +65,18 @@ impl<'a> Object<'a> {
     }
 
     fn position(&self, key: &str) -> Result<usize, usize> {
-        self.members.binary_search_by(|(k, _)| k.as_ref().cmp(key))
+        let prefix = key_prefix(key.as_bytes());
+        self.members
+            .binary_search_by(|m| compare_keys(m.prefix, &m.key, prefix, key))
     }
 
     pub fn get(&self, key: &str) -> Option<&Node<'a>> {
-        self.position(key).ok().map(|i| &self.members[i].1)
+        self.position(key).ok().map(|i| &self.members[i].value)
     }
 
     pub fn get_mut(&mut self, key: &str) -> Option<&mut Node<'a>> {
         match self.position(key) {
-            Ok(i) => Some(&mut self.members[i].1),
+            Ok(i) => Some(&mut self.members[i].value),
             Err(_) => None,
         }
     }
@@ -62,13 +86,13 @@ impl<'a> Object<'a> {
         let key = key.into();
         let value = value.into();
         match self.position(&key) {
-            Ok(i) => self.members[i].1 = value,
+            Ok(i) => self.members[i].value = value,
             Err(i) => {
                 // Grow in one step to a size most event objects fit, not 4, 8, 16.
                 if self.members.capacity() == 0 {
                     self.members.reserve(8);
                 }
-                self.members.insert(i, (key, value))
+                self.members.insert(i, Member::new(key, value))
             }
         }
     }
@@ -86,16 +110,16 @@ impl<'a> Object<'a> {
                 if self.members.capacity() == 0 {
                     self.members.reserve(8);
                 }
-                self.members.insert(i, (key, make()));
+                self.members.insert(i, Member::new(key, make()));
                 i
             }
         };
-        &mut self.members[i].1
+        &mut self.members[i].value
     }
 
     pub fn remove(&mut self, key: &str) -> Option<Node<'a>> {
         match self.position(key) {
-            Ok(i) => Some(self.members.remove(i).1),
+            Ok(i) => Some(self.members.remove(i).value),
             Err(_) => None,
         }
     }
@@ -113,25 +137,25 @@ impl<'a> Object<'a> {
         Object {
             members: map
                 .into_iter()
-                .map(|(k, v)| (Cow::Owned(k), Node::from(v)))
+                .map(|(k, v)| Member::new(Cow::Owned(k), Node::from(v)))
                 .collect(),
         }
     }
 
     pub fn into_members(self) -> impl Iterator<Item = (Cow<'a, str>, Node<'a>)> {
-        self.members.into_iter()
+        self.members.into_iter().map(|m| (m.key, m.value))
     }
 
     pub fn into_value(self) -> Map<String, Value> {
         self.members
             .into_iter()
-            .map(|(k, v)| (k.into_owned(), v.into_value()))
+            .map(|m| (m.key.into_owned(), m.value.into_value()))
             .collect()
     }
 
     pub fn write_json(&self, out: &mut Vec<u8>) {
         out.push(b'{');
-        for (i, (key, value)) in self.members.iter().enumerate() {
+        for (i, Member { key, value, .. }) in self.members.iter().enumerate() {
             if i > 0 {
                 out.push(b',');
             }
@@ -143,21 +167,56 @@ impl<'a> Object<'a> {
     }
 }
 
+/// A key's first eight bytes as a big-endian number, zero-padded: two keys whose prefixes
+/// differ compare as their prefixes do, so most comparisons need no `memcmp` call (keys are
+/// short, and comparing them was a tenth of building an event).
+#[inline]
+fn key_prefix(key: &[u8]) -> u64 {
+    match key.first_chunk::<8>() {
+        Some(head) => u64::from_be_bytes(*head),
+        None => {
+            let mut prefix = 0u64;
+            for (i, &b) in key.iter().enumerate() {
+                prefix |= (b as u64) << (56 - 8 * i);
+            }
+            prefix
+        }
+    }
+}
+
+/// `a.cmp(b)`, given both keys' [`key_prefix`]es.
+#[inline]
+fn compare_keys(a_prefix: u64, a: &str, b_prefix: u64, b: &str) -> std::cmp::Ordering {
+    a_prefix
+        .cmp(&b_prefix)
+        .then_with(|| a.as_bytes().cmp(b.as_bytes()))
+}
+
 impl<'a> FromIterator<(Cow<'a, str>, Node<'a>)> for Object<'a> {
     fn from_iter<I: IntoIterator<Item = (Cow<'a, str>, Node<'a>)>>(iter: I) -> Self {
-        let mut members: Vec<_> = iter.into_iter().collect();
-        // Stable, and a later duplicate wins, as repeated inserts into a map would.
-        members.sort_by(|a, b| a.0.cmp(&b.0));
-        let mut deduplicated: Vec<(Cow<'a, str>, Node<'a>)> = Vec::with_capacity(members.len());
-        for member in members {
-            match deduplicated.last_mut() {
-                Some(last) if last.0 == member.0 => *last = member,
-                _ => deduplicated.push(member),
+        Object::from_members(iter.into_iter().collect())
+    }
+}
+
+impl<'a> Object<'a> {
+    /// Sorts `members` by key; of repeated keys the last one wins, as repeated inserts into
+    /// a map would (and as serde_json keeps the last of a JSON object's duplicate keys).
+    fn from_members(members: Vec<(Cow<'a, str>, Node<'a>)>) -> Self {
+        let mut members: Vec<Member<'a>> = members
+            .into_iter()
+            .map(|(key, value)| Member::new(key, value))
+            .collect();
+        // Stable, so repeated keys keep their order.
+        members.sort_by(Member::order);
+        // `dedup_by` keeps the earlier of two equal neighbours: hand it the later value.
+        members.dedup_by(|later, kept| {
+            let same = later.key == kept.key;
+            if same {
+                std::mem::swap(&mut later.value, &mut kept.value);
             }
-        }
-        Object {
-            members: deduplicated,
-        }
+            same
+        });
+        Object { members }
     }
 }
 
@@ -250,6 +309,75 @@ impl<'a> Node<'a> {
         }
     }
 
+    /// The same value owning all its text.
+    pub fn into_owned(self) -> Node<'static> {
+        match self {
+            Node::Null => Node::Null,
+            Node::Bool(b) => Node::Bool(b),
+            Node::Int(n) => Node::Int(n),
+            Node::UInt(n) => Node::UInt(n),
+            Node::Float(f) => Node::Float(f),
+            Node::Str(s) => Node::Str(Cow::Owned(s.into_owned())),
+            Node::Array(arr) => Node::Array(arr.into_iter().map(Node::into_owned).collect()),
+            Node::Object(obj) => Node::Object(Object {
+                members: obj
+                    .members
+                    .into_iter()
+                    .map(|m| Member {
+                        prefix: m.prefix,
+                        key: Cow::Owned(m.key.into_owned()),
+                        value: m.value.into_owned(),
+                    })
+                    .collect(),
+            }),
+        }
+    }
+
+    /// The same value with its text borrowed from `self` (a grammar's constants, copied
+    /// into each event without allocating).
+    pub fn reborrow(&self) -> Node<'_> {
+        match self {
+            Node::Null => Node::Null,
+            Node::Bool(b) => Node::Bool(*b),
+            Node::Int(n) => Node::Int(*n),
+            Node::UInt(n) => Node::UInt(*n),
+            Node::Float(f) => Node::Float(*f),
+            Node::Str(s) => Node::Str(Cow::Borrowed(s)),
+            Node::Array(arr) => Node::Array(arr.iter().map(Node::reborrow).collect()),
+            Node::Object(obj) => Node::Object(Object {
+                members: obj
+                    .members
+                    .iter()
+                    .map(|m| Member {
+                        prefix: m.prefix,
+                        key: Cow::Borrowed(m.key.as_ref()),
+                        value: m.value.reborrow(),
+                    })
+                    .collect(),
+            }),
+        }
+    }
+
+    /// The text a field condition or a text transform sees: strings as they are, numbers
+    /// and booleans as JSON writes them; null, arrays and objects have none.
+    pub fn scalar_text(&self) -> Option<Cow<'_, str>> {
+        match self {
+            Node::Str(s) => Some(Cow::Borrowed(s)),
+            Node::Bool(_) | Node::Int(_) | Node::UInt(_) | Node::Float(_) => {
+                let mut out = Vec::with_capacity(24);
+                self.write_json(&mut out);
+                Some(Cow::Owned(
+                    String::from_utf8(out).expect("numbers are ASCII"),
+                ))
+            }
+            Node::Null | Node::Array(_) | Node::Object(_) => None,
+        }
+    }
+
+    pub fn is_null(&self) -> bool {
+        matches!(self, Node::Null)
+    }
+
     pub fn to_json_vec(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(1024);
         self.write_json(&mut out);
@@ -277,29 +405,129 @@ fn needs_escape(b: u8) -> bool {
 pub fn write_str(out: &mut Vec<u8>, s: &str) {
     let bytes = s.as_bytes();
     out.reserve(bytes.len() + 2);
+    let Some(first) = next_json_special(bytes, 0) else {
+        // Most strings (every key, most values): quote, copy, quote in one step.
+        let len = out.len();
+        let spare = &mut out.spare_capacity_mut()[..bytes.len() + 2];
+        spare[0].write(b'"');
+        // SAFETY: `MaybeUninit<u8>` has the layout of `u8`; the slice is in bounds.
+        let body: &mut [u8] =
+            unsafe { std::slice::from_raw_parts_mut(spare[1..].as_mut_ptr().cast(), bytes.len()) };
+        body.copy_from_slice(bytes);
+        spare[bytes.len() + 1].write(b'"');
+        // SAFETY: the `bytes.len() + 2` bytes after `len` were just written.
+        unsafe { out.set_len(len + bytes.len() + 2) };
+        return;
+    };
     out.push(b'"');
-    let mut start = 0;
-    while let Some(at) = next_json_special(bytes, start) {
-        out.extend_from_slice(&bytes[start..at]);
-        match bytes[at] {
-            b'"' => out.extend_from_slice(b"\\\""),
-            b'\\' => out.extend_from_slice(b"\\\\"),
-            b'\n' => out.extend_from_slice(b"\\n"),
-            b'\r' => out.extend_from_slice(b"\\r"),
-            b'\t' => out.extend_from_slice(b"\\t"),
-            0x08 => out.extend_from_slice(b"\\b"),
-            0x0c => out.extend_from_slice(b"\\f"),
-            b => {
-                const HEX: &[u8; 16] = b"0123456789abcdef";
-                out.extend_from_slice(b"\\u00");
-                out.push(HEX[(b >> 4) as usize]);
-                out.push(HEX[(b & 0xf) as usize]);
-            }
+    out.extend_from_slice(&bytes[..first]);
+    write_escaped(out, &bytes[first..]);
+    out.push(b'"');
+}
+
+/// Appends `bytes` with JSON's escapes. Text with many quotes (`raw_data` that carries
+/// JSON, Windows paths) is common, so each special byte costs one sixteen-byte compare and
+/// store, not a search and a `memcpy` call.
+fn write_escaped(out: &mut Vec<u8>, bytes: &[u8]) {
+    // Bounds the worst-case reservation (six output bytes per input byte).
+    const CHUNK: usize = 4096;
+    for chunk in bytes.chunks(CHUNK) {
+        out.reserve(chunk.len() * 6 + 16);
+        let len = out.len();
+        // SAFETY: the reservation gives `escape_into` the room it needs after `len`, and it
+        // returns how many bytes it initialised there.
+        unsafe {
+            let written = escape_into(chunk, out.as_mut_ptr().add(len));
+            out.set_len(len + written);
         }
-        start = at + 1;
     }
-    out.extend_from_slice(&bytes[start..]);
-    out.push(b'"');
+}
+
+/// Writes `src` escaped at `dst` and returns the number of bytes written.
+///
+/// # Safety
+/// `dst` must be valid for writes of `6 * src.len() + 16` bytes: an escape takes at most
+/// six bytes per input byte, and a block store may run sixteen bytes past what it keeps.
+unsafe fn escape_into(src: &[u8], dst: *mut u8) -> usize {
+    let (mut i, mut w) = (0, 0);
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_loadu_si128, _mm_storeu_si128};
+        while i + 16 <= src.len() {
+            // The whole block is stored; only the part before its first special byte is
+            // kept (`w` advances by that much), and the escape overwrites the rest.
+            let v = _mm_loadu_si128(src.as_ptr().add(i).cast());
+            _mm_storeu_si128(dst.add(w).cast(), v);
+            let mask = special_mask(v);
+            if mask == 0 {
+                i += 16;
+                w += 16;
+                continue;
+            }
+            let at = mask.trailing_zeros() as usize;
+            w += at;
+            w += write_escape(src[i + at], dst.add(w));
+            i += at + 1;
+        }
+    }
+    for &b in &src[i..] {
+        if needs_escape(b) {
+            w += write_escape(b, dst.add(w));
+        } else {
+            *dst.add(w) = b;
+            w += 1;
+        }
+    }
+    w
+}
+
+/// Writes the escape for `b` (a byte [`needs_escape`] holds for) and returns its length.
+///
+/// # Safety
+/// `dst` must be valid for writes of six bytes.
+unsafe fn write_escape(b: u8, dst: *mut u8) -> usize {
+    let short = match b {
+        b'"' => b'"',
+        b'\\' => b'\\',
+        b'\n' => b'n',
+        b'\r' => b'r',
+        b'\t' => b't',
+        0x08 => b'b',
+        0x0c => b'f',
+        _ => 0,
+    };
+    *dst = b'\\';
+    if short != 0 {
+        *dst.add(1) = short;
+        return 2;
+    }
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let escape = [
+        b'u',
+        b'0',
+        b'0',
+        HEX[(b >> 4) as usize],
+        HEX[(b & 0xf) as usize],
+    ];
+    std::ptr::copy_nonoverlapping(escape.as_ptr(), dst.add(1), 5);
+    6
+}
+
+/// Bit `i` set where byte `i` of `v` is a quote, a backslash or a control character.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+fn special_mask(v: std::arch::x86_64::__m128i) -> u32 {
+    use std::arch::x86_64::{
+        _mm_cmpeq_epi8, _mm_min_epu8, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8,
+    };
+    // SAFETY: SSE2 is part of every x86_64 target; these only compute on registers.
+    unsafe {
+        // min(v, 0x1f) == v exactly when v <= 0x1f, as unsigned bytes.
+        let control = _mm_cmpeq_epi8(_mm_min_epu8(v, _mm_set1_epi8(0x1f)), v);
+        let quote = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8));
+        let backslash = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8));
+        _mm_movemask_epi8(_mm_or_si128(control, _mm_or_si128(quote, backslash))) as u32
+    }
 }
 
 /// The index of the first byte at or after `from` that a JSON string must escape (a quote,
@@ -308,22 +536,12 @@ pub(crate) fn next_json_special(bytes: &[u8], from: usize) -> Option<usize> {
     let mut i = from;
     #[cfg(target_arch = "x86_64")]
     {
-        use std::arch::x86_64::{
-            _mm_cmpeq_epi8, _mm_loadu_si128, _mm_min_epu8, _mm_movemask_epi8, _mm_or_si128,
-            _mm_set1_epi8,
-        };
+        use std::arch::x86_64::_mm_loadu_si128;
         // SAFETY: SSE2 is part of every x86_64 target, and each load reads the sixteen bytes
         // at i..i + 16, which the loop condition keeps inside `bytes`.
         unsafe {
-            let quote = _mm_set1_epi8(b'"' as i8);
-            let backslash = _mm_set1_epi8(b'\\' as i8);
-            let control_max = _mm_set1_epi8(0x1f);
             while i + 16 <= bytes.len() {
-                let v = _mm_loadu_si128(bytes.as_ptr().add(i).cast());
-                // min(v, 0x1f) == v exactly when v <= 0x1f, as unsigned bytes.
-                let control = _mm_cmpeq_epi8(_mm_min_epu8(v, control_max), v);
-                let special = _mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, backslash));
-                let mask = _mm_movemask_epi8(_mm_or_si128(control, special)) as u32;
+                let mask = special_mask(_mm_loadu_si128(bytes.as_ptr().add(i).cast()));
                 if mask != 0 {
                     return Some(i + mask.trailing_zeros() as usize);
                 }
@@ -334,10 +552,7 @@ pub(crate) fn next_json_special(bytes: &[u8], from: usize) -> Option<usize> {
             if i < bytes.len() {
                 let mut block = [b'a'; 16];
                 block[..bytes.len() - i].copy_from_slice(&bytes[i..]);
-                let v = _mm_loadu_si128(block.as_ptr().cast());
-                let control = _mm_cmpeq_epi8(_mm_min_epu8(v, control_max), v);
-                let special = _mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, backslash));
-                let mask = _mm_movemask_epi8(_mm_or_si128(control, special)) as u32;
+                let mask = special_mask(_mm_loadu_si128(block.as_ptr().cast()));
                 return (mask != 0).then(|| i + mask.trailing_zeros() as usize);
             }
             return None;
@@ -419,11 +634,116 @@ macro_rules! from_unsigned {
     )*};
 }
 
-from_unsigned!(u8, u32, u64, usize);
+from_unsigned!(u8, u16, u32, u64, usize);
 
 impl<'a> From<Object<'a>> for Node<'a> {
     fn from(obj: Object<'a>) -> Self {
         Node::Object(obj)
+    }
+}
+
+/// Parsed JSON borrows every string that has no escapes from the text it was parsed from
+/// (serde_json hands those over as borrowed), so a JSON payload costs one allocation per
+/// object and array, not one per key and string as a `serde_json::Value` does.
+impl<'de> serde::Deserialize<'de> for Node<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(NodeVisitor)
+    }
+}
+
+struct NodeVisitor;
+
+impl<'de> serde::de::Visitor<'de> for NodeVisitor {
+    type Value = Node<'de>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, b: bool) -> Result<Node<'de>, E> {
+        Ok(Node::Bool(b))
+    }
+
+    fn visit_i64<E>(self, n: i64) -> Result<Node<'de>, E> {
+        Ok(Node::from(n))
+    }
+
+    fn visit_u64<E>(self, n: u64) -> Result<Node<'de>, E> {
+        Ok(Node::UInt(n))
+    }
+
+    fn visit_f64<E>(self, f: f64) -> Result<Node<'de>, E> {
+        // As serde_json's Value: a float that is not finite has no JSON form.
+        Ok(if f.is_finite() {
+            Node::Float(f)
+        } else {
+            Node::Null
+        })
+    }
+
+    fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Node<'de>, E> {
+        Ok(Node::Str(Cow::Borrowed(s)))
+    }
+
+    fn visit_str<E>(self, s: &str) -> Result<Node<'de>, E> {
+        Ok(Node::Str(Cow::Owned(s.to_string())))
+    }
+
+    fn visit_string<E>(self, s: String) -> Result<Node<'de>, E> {
+        Ok(Node::Str(Cow::Owned(s)))
+    }
+
+    fn visit_unit<E>(self) -> Result<Node<'de>, E> {
+        Ok(Node::Null)
+    }
+
+    fn visit_none<E>(self) -> Result<Node<'de>, E> {
+        Ok(Node::Null)
+    }
+
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Node<'de>, D::Error> {
+        serde::Deserialize::deserialize(d)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Node<'de>, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64));
+        while let Some(item) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(Node::Array(items))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Node<'de>, A::Error> {
+        let mut members = Vec::with_capacity(map.size_hint().unwrap_or(0).clamp(8, 64));
+        while let Some(MemberKey(key)) = map.next_key()? {
+            members.push((key, map.next_value()?));
+        }
+        Ok(Node::Object(Object::from_members(members)))
+    }
+}
+
+/// An object key, borrowed when it has no escapes (`Cow<str>`'s own impl always copies).
+struct MemberKey<'de>(Cow<'de, str>);
+
+impl<'de> serde::Deserialize<'de> for MemberKey<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> serde::de::Visitor<'de> for KeyVisitor {
+            type Value = MemberKey<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object key")
+            }
+            fn visit_borrowed_str<E>(self, s: &'de str) -> Result<MemberKey<'de>, E> {
+                Ok(MemberKey(Cow::Borrowed(s)))
+            }
+            fn visit_str<E>(self, s: &str) -> Result<MemberKey<'de>, E> {
+                Ok(MemberKey(Cow::Owned(s.to_string())))
+            }
+            fn visit_string<E>(self, s: String) -> Result<MemberKey<'de>, E> {
+                Ok(MemberKey(Cow::Owned(s)))
+            }
+        }
+        deserializer.deserialize_str(KeyVisitor)
     }
 }
 
@@ -453,6 +773,15 @@ mod tests {
         }
         every_byte.push_str("\u{80}\u{7ff}\u{800}\u{ffff}\u{10ffff}");
         same_bytes(json!({ "every": every_byte, "key\n\"": "\\\"\\" }));
+        // Longer than one escaping chunk, with specials dense, sparse and at chunk edges.
+        for pattern in ["\"", "a\\b", "0123456789abcdef\n", "é\u{1}"] {
+            same_bytes(Value::String(pattern.repeat(5000)));
+        }
+        let mut edges = "x".repeat(4095);
+        edges.push('"');
+        edges.push_str(&"y".repeat(4097));
+        edges.push('\\');
+        same_bytes(Value::String(edges));
         // Escapes at every position relative to the sixteen-byte blocks.
         for len in 0..40 {
             for at in 0..len {
@@ -489,6 +818,19 @@ mod tests {
             Node::Object(collected).into_value(),
             json!({"x": 2, "y": 3})
         );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn key_order_is_byte_order(
+            // Few distinct bytes, so keys often share prefixes and differ only in length.
+            a in proptest::collection::vec(proptest::sample::select(vec!['\0', '\u{1}', 'a', 'é']), 0..12),
+            b in proptest::collection::vec(proptest::sample::select(vec!['\0', '\u{1}', 'a', 'é']), 0..12),
+        ) {
+            let (a, b): (String, String) = (a.into_iter().collect(), b.into_iter().collect());
+            let (pa, pb) = (key_prefix(a.as_bytes()), key_prefix(b.as_bytes()));
+            proptest::prop_assert_eq!(compare_keys(pa, &a, pb, &b), a.as_bytes().cmp(b.as_bytes()));
+        }
     }
 
     #[test]

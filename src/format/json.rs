@@ -6,7 +6,7 @@
 //! docs/performance.md); its recursion limit (128) also turns deep nesting into an error
 //! instead of a stack overflow.
 
-use serde_json::Value;
+use crate::event::Node;
 
 /// What a lenient parse had to repair. Each becomes part of the `json_repaired` error text.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -53,32 +53,48 @@ impl Repairs {
     }
 }
 
-/// A strict parse of one JSON value.
-pub fn parse(text: &str) -> Result<Value, serde_json::Error> {
+/// Text a parse had to make (braceless members wrapped in braces, repaired JSON), kept for
+/// as long as the event borrows its strings. One per message: a second use finds it taken
+/// and parses into an owned tree instead.
+pub type Made = std::cell::OnceCell<String>;
+
+/// `text` moved into `made` when that is free; else `text` back.
+fn keep(made: &Made, text: String) -> Result<&str, String> {
+    if made.get().is_some() {
+        return Err(text);
+    }
+    Ok(made.get_or_init(|| text))
+}
+
+/// A strict parse of one JSON value; strings without escapes borrow from `text`.
+pub fn parse(text: &str) -> Result<Node<'_>, serde_json::Error> {
     serde_json::from_str(text)
 }
 
 /// Braceless members `"a":1,"b":"x"` → the object they describe.
-pub fn parse_members(text: &str) -> Result<Value, serde_json::Error> {
+pub fn parse_members<'a>(text: &str, made: &'a Made) -> Result<Node<'a>, serde_json::Error> {
     let trimmed = text.trim().trim_end_matches(',');
     let mut wrapped = String::with_capacity(trimmed.len() + 2);
     wrapped.push('{');
     wrapped.push_str(trimmed);
     wrapped.push('}');
-    serde_json::from_str(&wrapped)
+    match keep(made, wrapped) {
+        Ok(kept) => serde_json::from_str(kept),
+        Err(wrapped) => serde_json::from_str::<Node>(&wrapped).map(Node::into_owned),
+    }
 }
 
 /// Parses one JSON value, repairing what Symantec EDR really sends: a missing opening `{`,
 /// backslashes that are not JSON escapes (`C:\Users`), raw control characters inside
 /// strings, and text after the value. Returns the value and what was repaired
 /// (`Repairs::any()` is false for valid JSON).
-pub fn parse_lenient(text: &str) -> Result<(Value, Repairs), String> {
+pub fn parse_lenient<'a>(text: &str, made: &'a Made) -> Result<(Node<'a>, Repairs), String> {
     let trimmed = text.trim();
     let braceless = trimmed.starts_with('"');
     // A lone JSON string is valid as it is; braceless members fail at their first ':'.
     if braceless {
-        if let Ok(value) = serde_json::from_str::<Value>(trimmed) {
-            return Ok((value, Repairs::default()));
+        if let Ok(value) = serde_json::from_str::<Node>(trimmed) {
+            return Ok((value.into_owned(), Repairs::default()));
         }
     }
     // One scan finds (and fixes) what a strict parse would stop at, so the value is parsed
@@ -90,14 +106,23 @@ pub fn parse_lenient(text: &str) -> Result<(Value, Repairs), String> {
         repairs.added_opening_brace = true;
     }
     fix_strings(trimmed, &mut fixed, &mut repairs);
-    let mut stream = serde_json::Deserializer::from_str(&fixed).into_iter::<Value>();
+    let value = match keep(made, fixed) {
+        Ok(kept) => first_value(kept, &mut repairs)?,
+        Err(fixed) => first_value(&fixed, &mut repairs)?.into_owned(),
+    };
+    Ok((value, repairs))
+}
+
+/// The first JSON value in `text`; what follows it goes to `repairs.trailing`.
+fn first_value<'t>(text: &'t str, repairs: &mut Repairs) -> Result<Node<'t>, String> {
+    let mut stream = serde_json::Deserializer::from_str(text).into_iter::<Node>();
     match stream.next() {
         Some(Ok(value)) => {
-            let rest = fixed[stream.byte_offset()..].trim();
+            let rest = text[stream.byte_offset()..].trim();
             if !rest.is_empty() {
                 repairs.trailing = Some(rest.to_string());
             }
-            Ok((value, repairs))
+            Ok(value)
         }
         Some(Err(e)) => Err(format!("invalid JSON even after repair: {e}")),
         None => Err("empty JSON value".to_string()),
@@ -164,7 +189,9 @@ mod tests {
     #[test]
     fn symantec_missing_brace_and_paths() {
         let text = r#""actual_action":"Quarantined","file":{"folder":"C:\Users\Admin\Downloads","name":"a.exe"},"sep_installed":true}"#;
-        let (value, repairs) = parse_lenient(text).unwrap();
+        let made = Made::new();
+        let (value, repairs) = parse_lenient(text, &made).unwrap();
+        let value = value.into_value();
         assert!(repairs.added_opening_brace);
         assert_eq!(repairs.invalid_escapes, 3);
         assert_eq!(value["file"]["folder"], "C:\\Users\\Admin\\Downloads");
@@ -173,28 +200,65 @@ mod tests {
 
     #[test]
     fn valid_json_needs_no_repair() {
-        let (value, repairs) = parse_lenient(r#"{"a":"C:\\x"}"#).unwrap();
+        let made = Made::new();
+        let (value, repairs) = parse_lenient(r#"{"a":"C:\\x"}"#, &made).unwrap();
+        let value = value.into_value();
         assert!(!repairs.any());
         assert_eq!(value["a"], "C:\\x");
     }
 
     #[test]
     fn trailing_garbage_is_kept_apart() {
-        let (value, repairs) = parse_lenient(r#"{"a":1} tail=x"#).unwrap();
+        let made = Made::new();
+        let (value, repairs) = parse_lenient(r#"{"a":1} tail=x"#, &made).unwrap();
+        let value = value.into_value();
         assert_eq!(value["a"], 1);
         assert_eq!(repairs.trailing.as_deref(), Some("tail=x"));
     }
 
     #[test]
     fn truncated_json_fails() {
-        assert!(parse_lenient(r#"{"a":"b","c":"#).is_err());
+        assert!(parse_lenient(r#"{"a":"b","c":"#, &Made::new()).is_err());
     }
 
     #[test]
     fn members() {
-        let v =
-            parse_members(r#""log_type":"config","timestamp":"2022-07-15T11:19:41.629Z""#).unwrap();
+        let made = Made::new();
+        let text = r#""log_type":"config","timestamp":"2022-07-15T11:19:41.629Z""#;
+        let v = parse_members(text, &made).unwrap().into_value();
         assert_eq!(v["log_type"], "config");
+        // The spare text is taken: a second parse still works, into an owned tree.
+        let again = parse_members(text, &made).unwrap().into_value();
+        assert_eq!(again, v);
+        let (second, _) = parse_lenient(r#"{"a":"C:\x"}"#, &made).unwrap();
+        assert_eq!(second.into_value(), serde_json::json!({"a": "C:\\x"}));
+    }
+
+    #[test]
+    fn strings_without_escapes_borrow_from_the_text() {
+        let text = r#"{"plain":"abc","escaped":"a\nb","list":["x"]}"#;
+        let node = parse(text).unwrap();
+        let borrowed = |n: &Node| matches!(n, Node::Str(std::borrow::Cow::Borrowed(_)));
+        assert!(borrowed(node.get("plain").unwrap()));
+        assert!(!borrowed(node.get("escaped").unwrap()));
+        assert!(borrowed(&node.get("list").unwrap().as_array().unwrap()[0]));
+    }
+
+    #[test]
+    fn the_tree_is_what_serde_json_parses() {
+        for text in [
+            r#"{"b":1,"a":[true,false,null,-5,18446744073709551615,1.5,1e300,0.1,-0.0]}"#,
+            r#"{"dup":1,"x":{"k":"\u00e9\"\\"},"dup":2,"dup":{"z":[]}}"#,
+            r#"[{"a":"\ud83d\ude00"},"s",12345678901234567890]"#,
+            r#""lone""#,
+            "1e400",
+            r#"{"a":1,}"#,
+            "  [1, 2 ,3]  ",
+        ] {
+            let ours = parse(text).map(Node::into_value).map_err(|e| e.to_string());
+            let theirs = serde_json::from_str::<serde_json::Value>(text).map_err(|e| e.to_string());
+            assert_eq!(ours, theirs, "{text}");
+        }
     }
 
     /// The byte-at-a-time repair that `fix_strings` replaced, kept as its specification.
@@ -256,6 +320,7 @@ mod tests {
     fn deep_nesting_is_an_error_not_a_crash() {
         let deep = "[".repeat(100_000);
         assert!(parse(&deep).is_err());
-        assert!(parse_lenient(&deep).is_err());
+        assert!(parse_lenient(&deep, &Made::new()).is_err());
+        assert!(parse_members(&"{\"a\":".repeat(100_000), &Made::new()).is_err());
     }
 }

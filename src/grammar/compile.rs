@@ -5,12 +5,11 @@
 use std::fmt;
 
 use rustc_hash::FxHashMap;
-use serde_json::Value;
 
 use super::fields::{Namespace, SourcePath};
 use super::spec::{ConditionSpec, EventSpec, GrammarSpec, MapSpec};
 use super::transform::{Transform, TRANSFORM_NAMES};
-use crate::event::{ocsf, TargetPath};
+use crate::event::{ocsf, Node, TargetPath};
 use crate::format::Format;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,8 +94,8 @@ pub struct EventKind {
     /// A periodic "I am alive" message (KATA's heartbeat): tracked per source.
     pub heartbeat: bool,
     pub mapper: Mapper,
-    pub set: Vec<(TargetPath, Value)>,
-    pub ensure: Vec<(TargetPath, Value)>,
+    pub set: Vec<(TargetPath, Node<'static>)>,
+    pub ensure: Vec<(TargetPath, Node<'static>)>,
 }
 
 #[derive(Debug)]
@@ -384,7 +383,7 @@ fn event_kind(
                     TargetPath::parse(path).map_err(|m| ctx.err(event.class_uid.span(), m))?;
                 let value = serde_json::to_value(value)
                     .map_err(|e| ctx.err(event.class_uid.span(), e.to_string()))?;
-                Ok((target, value))
+                Ok((target, Node::from(value)))
             })
             .collect::<Result<Vec<_>, GrammarError>>()
     };
@@ -426,14 +425,14 @@ fn transform(ctx: &Ctx<'_>, map: &MapSpec) -> Result<Transform, GrammarError> {
                 .iter()
                 .map(|(k, v)| {
                     serde_json::to_value(v)
-                        .map(|v| (k.clone(), v))
+                        .map(|v| (k.clone(), Node::from(v)))
                         .map_err(|e| ctx.err(span.clone(), e.to_string()))
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             let default = match &map.default {
-                Some(d) => Some(
+                Some(d) => Some(Node::from(
                     serde_json::to_value(d).map_err(|e| ctx.err(span.clone(), e.to_string()))?,
-                ),
+                )),
                 None => None,
             };
             Ok(Transform::Enum { table, default })

@@ -12,7 +12,7 @@
 
 use std::borrow::Cow;
 
-use serde_json::Value;
+use crate::event::Node;
 
 use crate::format::cef::CefHeader;
 use crate::syslog::SyslogHeader;
@@ -119,23 +119,83 @@ impl std::fmt::Display for SourcePath {
     }
 }
 
-/// A field value as a rule sees it.
+/// A field value as a rule sees it. `'a` is the message text the event may borrow from,
+/// `'r` the borrow of the parsed record.
 #[derive(Clone, Copy, Debug)]
-pub enum FieldRef<'r> {
-    Str(&'r str),
-    Json(&'r Value),
+pub enum FieldRef<'r, 'a> {
+    /// Text borrowed from the message: a transform's output can borrow it too.
+    Text(&'a str),
+    /// Text made while parsing (unescaped, part of a field): copied when kept.
+    Temp(&'r str),
+    Json(&'r Node<'a>),
 }
 
-impl<'r> FieldRef<'r> {
+impl<'r, 'a: 'r> FieldRef<'r, 'a> {
+    pub fn from_cow(text: &'r Cow<'a, str>) -> Self {
+        match text {
+            Cow::Borrowed(s) => FieldRef::Text(s),
+            Cow::Owned(s) => FieldRef::Temp(s),
+        }
+    }
+
     /// Text form: strings as they are, numbers and booleans printed, objects/arrays/null none.
     pub fn as_text(self) -> Option<Cow<'r, str>> {
+        self.text().map(FieldText::into_cow)
+    }
+
+    /// The text form, knowing whether it lives as long as the message.
+    pub fn text(self) -> Option<FieldText<'r, 'a>> {
         match self {
-            FieldRef::Str(s) => Some(Cow::Borrowed(s)),
-            FieldRef::Json(Value::String(s)) => Some(Cow::Borrowed(s)),
-            FieldRef::Json(v @ (Value::Number(_) | Value::Bool(_))) => {
-                Some(Cow::Owned(v.to_string()))
+            FieldRef::Text(s) => Some(FieldText::Kept(s)),
+            FieldRef::Temp(s) => Some(FieldText::Temp(Cow::Borrowed(s))),
+            FieldRef::Json(Node::Str(Cow::Borrowed(s))) => Some(FieldText::Kept(s)),
+            FieldRef::Json(node) => node.scalar_text().map(FieldText::Temp),
+        }
+    }
+}
+
+/// A field's text for a transform: [`FieldText::keep`] hands out parts of it that borrow
+/// from the message when the text does.
+#[derive(Debug)]
+pub enum FieldText<'r, 'a> {
+    Kept(&'a str),
+    Temp(Cow<'r, str>),
+}
+
+impl<'r, 'a: 'r> FieldText<'r, 'a> {
+    pub fn as_str(&self) -> &str {
+        match self {
+            FieldText::Kept(s) => s,
+            FieldText::Temp(s) => s,
+        }
+    }
+
+    fn into_cow(self) -> Cow<'r, str> {
+        match self {
+            FieldText::Kept(s) => Cow::Borrowed(s),
+            FieldText::Temp(s) => s,
+        }
+    }
+
+    /// `part` (a slice of [`Self::as_str`], or any other text) for the event: borrowed
+    /// when it lies inside message text, else copied.
+    pub fn keep(&self, part: &str) -> Cow<'a, str> {
+        if let FieldText::Kept(whole) = self {
+            let start = (part.as_ptr() as usize).wrapping_sub(whole.as_ptr() as usize);
+            if let Some(inside) = whole.get(start..start.wrapping_add(part.len())) {
+                if inside.as_ptr() == part.as_ptr() {
+                    return Cow::Borrowed(inside);
+                }
             }
-            FieldRef::Json(_) => None,
+        }
+        Cow::Owned(part.to_string())
+    }
+
+    /// The whole text, for the event.
+    pub fn keep_all(&self) -> Cow<'a, str> {
+        match self {
+            FieldText::Kept(s) => Cow::Borrowed(s),
+            FieldText::Temp(s) => Cow::Owned(s.to_string()),
         }
     }
 }
@@ -154,32 +214,18 @@ pub struct Record<'r, 'a> {
     pub syslog: &'r SyslogHeader<'a>,
     pub header: Option<&'r CefHeader<'a>>,
     pub flat: Vec<FlatField<'a>>,
-    pub json: Option<Value>,
+    pub json: Option<Node<'a>>,
 }
 
-impl Record<'_, '_> {
-    pub fn get(&self, path: &SourcePath) -> Option<FieldRef<'_>> {
+impl<'a> Record<'_, 'a> {
+    pub fn get(&self, path: &SourcePath) -> Option<FieldRef<'_, 'a>> {
         match path.ns {
-            Namespace::Syslog => {
-                let s = self.syslog;
-                match path.key() {
-                    "hostname" => s.hostname,
-                    "app_name" => s.app_name,
-                    "procid" => s.procid,
-                    "msgid" => s.msgid,
-                    "timestamp" => s.timestamp_text,
-                    _ => None,
-                }
-                .map(FieldRef::Str)
-            }
-            Namespace::Header => self
-                .header?
-                .get(path.key())
-                .map(|v| FieldRef::Str(v.as_ref())),
+            Namespace::Syslog => self.syslog_field(path.key()).map(FieldRef::Text),
+            Namespace::Header => self.header?.get(path.key()).map(FieldRef::from_cow),
             Namespace::Json => {
                 let mut node = self.json.as_ref()?;
                 for segment in &path.segments {
-                    node = node.as_object()?.get(segment)?;
+                    node = node.get(segment)?;
                 }
                 Some(FieldRef::Json(node))
             }
@@ -187,7 +233,20 @@ impl Record<'_, '_> {
                 .flat
                 .iter()
                 .find(|f| f.ns == ns && f.key == path.key())
-                .map(|f| FieldRef::Str(f.value.as_ref())),
+                .map(|f| FieldRef::from_cow(&f.value)),
+        }
+    }
+
+    /// A syslog header field by its name in [`SYSLOG_FIELDS`].
+    pub fn syslog_field(&self, name: &str) -> Option<&'a str> {
+        let s = self.syslog;
+        match name {
+            "hostname" => s.hostname,
+            "app_name" => s.app_name,
+            "procid" => s.procid,
+            "msgid" => s.msgid,
+            "timestamp" => s.timestamp_text,
+            _ => None,
         }
     }
 }

@@ -10,12 +10,10 @@ pub mod transform;
 use std::path::Path;
 use std::sync::Arc;
 
-use serde_json::{Map, Value};
-
 use crate::event::{Node, Object};
 
 pub use compile::{compile, Condition, EventKind, Grammar, GrammarError};
-pub use fields::{FieldRef, FlatField, Namespace, Record, SourcePath};
+pub use fields::{FieldRef, FieldText, FlatField, Namespace, Record, SourcePath};
 
 use crate::format::Format;
 use crate::time::DefaultZone;
@@ -174,18 +172,18 @@ impl Grammar {
 }
 
 /// A value a rule produced: (slot, rule index = priority, value).
-pub type SlotValue = (u16, u16, Value);
+pub type SlotValue<'a> = (u16, u16, Node<'a>);
 
 impl EventKind {
     /// Decides each slot (the lowest rule index wins; `[]` slots keep every value) and
     /// returns the winners in slot order. Fields whose contested rules all won leave
     /// `unmapped`; a field that lost any slot stays there, so no value is dropped.
-    pub fn resolve(
+    pub fn resolve<'a>(
         &self,
         grammar: &Grammar,
-        mut values: Vec<SlotValue>,
+        mut values: Vec<SlotValue<'a>>,
         unmapped: &mut Object<'_>,
-    ) -> Vec<(u16, Value)> {
+    ) -> Vec<(u16, Node<'a>)> {
         values.sort_by_key(|(slot, index, _)| (*slot, *index));
         let rules = &self.mapper.rules;
         let mut winners = Vec::with_capacity(values.len());
@@ -265,7 +263,7 @@ pub const FAILED_VALUE_CHARS: usize = 64;
 /// What mapping one record produced.
 #[derive(Debug, Default)]
 pub struct Mapped<'a> {
-    pub values: Vec<SlotValue>,
+    pub values: Vec<SlotValue<'a>>,
     /// Every field no rule consumed, by namespace (borrowing the message's text).
     pub unmapped: Object<'a>,
     pub failures: Vec<ConversionFailure>,
@@ -273,31 +271,33 @@ pub struct Mapped<'a> {
 
 impl EventKind {
     /// Runs every field of `record` through this kind's rules once.
-    pub fn map<'a>(&self, record: Record<'_, 'a>, ctx: &MapContext) -> Mapped<'a> {
+    pub fn map<'a>(&'a self, record: Record<'_, 'a>, ctx: &MapContext) -> Mapped<'a> {
         let mapper = &self.mapper;
         let mut mapped = Mapped {
             values: Vec::with_capacity(mapper.rules.len()),
             ..Mapped::default()
         };
-        let apply = |rules: &[u16], value: FieldRef<'_>, mapped: &mut Mapped<'a>| -> bool {
+        let apply = |rules: &[u16], value: FieldRef<'_, 'a>, mapped: &mut Mapped<'a>| -> bool {
             let mut consumed = false;
             let mut keep = false;
             for &index in rules {
                 let rule = &mapper.rules[index as usize];
                 // Holds the field's text while a pattern's capture borrows from it.
                 let text;
+                let captured;
                 let input = match &rule.pattern {
                     None => value,
                     Some(regex) => {
-                        let Some(field_text) = value.as_text() else {
+                        let Some(field_text) = value.text() else {
                             continue;
                         };
                         text = field_text;
-                        let Some(caps) = regex.captures(&text) else {
+                        let Some(caps) = regex.captures(text.as_str()) else {
                             continue;
                         };
                         let part = caps.get(1).or_else(|| caps.get(0));
-                        FieldRef::Str(part.map_or("", |m| m.as_str()))
+                        captured = text.keep(part.map_or("", |m| m.as_str()));
+                        FieldRef::from_cow(&captured)
                     }
                 };
                 match rule.transform.apply(input, &ctx.zone, ctx.now_ms) {
@@ -327,12 +327,8 @@ impl EventKind {
         if !syslog_rules.is_empty() {
             for name in fields::SYSLOG_FIELDS {
                 if let Some(rules) = syslog_rules.get(name) {
-                    let path = SourcePath {
-                        ns: Namespace::Syslog,
-                        segments: vec![name.to_string()],
-                    };
-                    if let Some(value) = record.get(&path) {
-                        apply(rules, value, &mut mapped);
+                    if let Some(value) = record.syslog_field(name) {
+                        apply(rules, FieldRef::Text(value), &mut mapped);
                     }
                 }
             }
@@ -348,7 +344,7 @@ impl EventKind {
                 }
                 let consumed = rules
                     .get(name)
-                    .is_some_and(|r| apply(r, FieldRef::Str(value), &mut mapped));
+                    .is_some_and(|r| apply(r, FieldRef::from_cow(value), &mut mapped));
                 if !consumed {
                     rest.insert(name, value.clone());
                 }
@@ -362,7 +358,7 @@ impl EventKind {
         for field in record.flat {
             let consumed = mapper.flat[field.ns.index()]
                 .get(field.key.as_ref())
-                .is_some_and(|r| apply(r, FieldRef::Str(&field.value), &mut mapped));
+                .is_some_and(|r| apply(r, FieldRef::from_cow(&field.value), &mut mapped));
             if !consumed {
                 groups[field.ns.index()]
                     .get_or_insert_with(Object::new)
@@ -377,12 +373,12 @@ impl EventKind {
 
         if let Some(json) = record.json {
             let rest = match json {
-                Value::Object(obj) => {
+                Node::Object(obj) => {
                     let mut rest = Object::new();
                     walk_json(obj, &mapper.json, &apply, &mut mapped, &mut rest);
                     (!rest.is_empty()).then_some(Node::Object(rest))
                 }
-                other => Some(Node::from(other)),
+                other => Some(other),
             };
             if let Some(rest) = rest {
                 mapped.unmapped.insert("json", rest);
@@ -395,17 +391,17 @@ impl EventKind {
 /// Walks a JSON object against the rule trie, moving (not copying) unconsumed members into
 /// `rest`, so unmapped JSON keeps the vendor's nesting.
 fn walk_json<'a, F>(
-    obj: Map<String, Value>,
+    obj: Object<'a>,
     node: &compile::JsonNode,
     apply: &F,
     out: &mut Mapped<'a>,
     rest: &mut Object<'a>,
 ) where
-    F: Fn(&[u16], FieldRef<'_>, &mut Mapped<'a>) -> bool,
+    F: Fn(&[u16], FieldRef<'_, 'a>, &mut Mapped<'a>) -> bool,
 {
-    for (key, value) in obj {
-        let Some(child) = node.children.get(&key) else {
-            rest.insert(key, Node::from(value));
+    for (key, value) in obj.into_members() {
+        let Some(child) = node.children.get(key.as_ref()) else {
+            rest.insert(key, value);
             continue;
         };
         let consumed = !child.rules.is_empty() && apply(&child.rules, FieldRef::Json(&value), out);
@@ -413,7 +409,7 @@ fn walk_json<'a, F>(
             continue;
         }
         match value {
-            Value::Object(inner) if !child.children.is_empty() => {
+            Node::Object(inner) if !child.children.is_empty() => {
                 let mut sub = Object::new();
                 walk_json(inner, child, apply, out, &mut sub);
                 if !sub.is_empty() {
@@ -421,7 +417,7 @@ fn walk_json<'a, F>(
                 }
             }
             other => {
-                rest.insert(key, Node::from(other));
+                rest.insert(key, other);
             }
         }
     }
@@ -468,13 +464,15 @@ mod tests {
         assert_eq!(err.line, 5);
     }
 
-    fn map_json(grammar: &Grammar, json: serde_json::Value) -> (Option<&str>, Mapped<'static>) {
+    use serde_json::Value;
+
+    fn map_json(grammar: &Grammar, json: Value) -> (Option<&str>, Mapped<'_>) {
         let header = crate::syslog::SyslogHeader::absent();
         let record = Record {
             syslog: &header,
             header: None,
             flat: Vec::new(),
-            json: Some(json),
+            json: Some(Node::from(json)),
         };
         let Some(kind) = grammar.kind(&record) else {
             return (None, Mapped::default());
@@ -522,7 +520,7 @@ activity_id = 0
         let mut values: Vec<(String, Value)> = mapped
             .values
             .into_iter()
-            .map(|(slot, _, v)| (grammar.targets[slot as usize].text.clone(), v))
+            .map(|(slot, _, v)| (grammar.targets[slot as usize].text.clone(), v.into_value()))
             .collect();
         values.sort_by(|a, b| a.0.cmp(&b.0));
         assert_eq!(

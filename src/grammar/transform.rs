@@ -3,7 +3,7 @@
 //! `unmapped`, so a malformed field (Symantec's `194.1448.4.245`) is never lost and never
 //! put where the schema forbids it.
 
-use serde_json::{json, Value};
+use crate::event::{Node, Object};
 
 use super::fields::FieldRef;
 use crate::time::{self, DefaultZone};
@@ -31,8 +31,8 @@ pub enum Transform {
     /// Generic CEF severity: 0–10 or Unknown/Low/Medium/High/Very-High.
     CefSeverity,
     Enum {
-        table: Vec<(String, Value)>,
-        default: Option<Value>,
+        table: Vec<(String, Node<'static>)>,
+        default: Option<Node<'static>>,
     },
     /// A fingerprint object `{algorithm_id, value}`.
     Hash(u8),
@@ -134,77 +134,105 @@ impl Transform {
         )
     }
 
-    pub fn apply(&self, value: FieldRef<'_>, zone: &DefaultZone, now_ms: i64) -> Option<Value> {
+    /// The OCSF value for `value`, borrowing the message's text where it can (the grammar's
+    /// enum tables are borrowed from the grammar).
+    pub fn apply<'a>(
+        &'a self,
+        value: FieldRef<'_, 'a>,
+        zone: &DefaultZone,
+        now_ms: i64,
+    ) -> Option<Node<'a>> {
         match (self, value) {
             (Transform::Identity, FieldRef::Json(v)) => return (!v.is_null()).then(|| v.clone()),
-            (Transform::List(_), FieldRef::Json(Value::Array(items))) => {
-                return (!items.is_empty()).then(|| Value::Array(items.clone()))
+            (Transform::List(_), FieldRef::Json(Node::Array(items))) => {
+                return (!items.is_empty()).then(|| Node::Array(items.clone()))
             }
             _ => {}
         }
-        let text = value.as_text()?;
-        let text = text.as_ref();
+        let field = value.text()?;
+        let text = field.as_str();
+        let keep = |part: &str| Node::Str(field.keep(part));
         match self {
             Transform::Identity | Transform::String => {
-                (!text.is_empty()).then(|| Value::String(text.to_string()))
+                (!text.is_empty()).then(|| Node::Str(field.keep_all()))
             }
-            Transform::Int => text.trim().parse::<i64>().ok().map(Value::from),
+            Transform::Int => text.trim().parse::<i64>().ok().map(Node::from),
             Transform::Float => text
                 .trim()
                 .parse::<f64>()
                 .ok()
                 .filter(|f| f.is_finite())
-                .map(Value::from),
-            Transform::Bool => match text.trim().to_ascii_lowercase().as_str() {
-                "true" | "1" | "yes" => Some(Value::Bool(true)),
-                "false" | "0" | "no" => Some(Value::Bool(false)),
-                _ => None,
-            },
-            Transform::Port => text.trim().parse::<u16>().ok().map(Value::from),
+                .map(Node::Float),
+            Transform::Bool => {
+                let t = text.trim();
+                if ["true", "1", "yes"]
+                    .iter()
+                    .any(|w| t.eq_ignore_ascii_case(w))
+                {
+                    Some(Node::Bool(true))
+                } else if ["false", "0", "no"]
+                    .iter()
+                    .any(|w| t.eq_ignore_ascii_case(w))
+                {
+                    Some(Node::Bool(false))
+                } else {
+                    None
+                }
+            }
+            Transform::Port => text.trim().parse::<u16>().ok().map(Node::from),
             Transform::Ip => {
                 let ip = text.trim();
-                ip.parse::<std::net::IpAddr>()
-                    .ok()
-                    .map(|_| Value::String(ip.to_string()))
+                ip.parse::<std::net::IpAddr>().ok().map(|_| keep(ip))
             }
-            Transform::Email => email_address(text).map(Value::String),
+            Transform::Email => email_address(text).map(keep),
             Transform::EmailList(sep) => {
-                let list: Option<Vec<Value>> = text
+                let list: Option<Vec<Node>> = text
                     .split(sep.as_str())
                     .map(str::trim)
                     .filter(|s| !s.is_empty())
-                    .map(|s| email_address(s).map(Value::String))
+                    .map(|s| email_address(s).map(keep))
                     .collect();
-                list.filter(|l| !l.is_empty()).map(Value::Array)
+                list.filter(|l| !l.is_empty()).map(Node::Array)
             }
             Transform::List(sep) => {
-                let list: Vec<Value> = text
+                let list: Vec<Node> = text
                     .split(sep.as_str())
                     .map(str::trim)
                     .filter(|s| !s.is_empty())
-                    .map(|s| Value::String(s.to_string()))
+                    .map(keep)
                     .collect();
-                (!list.is_empty()).then_some(Value::Array(list))
+                (!list.is_empty()).then_some(Node::Array(list))
             }
-            Transform::Lower => (!text.is_empty()).then(|| Value::String(text.to_lowercase())),
-            Transform::EpochSeconds => time::parse_epoch_seconds(text).map(Value::from),
-            Transform::EpochMillis => time::parse_epoch_millis(text).map(Value::from),
-            Transform::Iso8601 => time::parse_iso(text, zone).map(Value::from),
-            Transform::CefTime => time::parse_cef_time(text, zone, now_ms).map(Value::from),
+            Transform::Lower => (!text.is_empty()).then(|| {
+                if text.is_ascii() && !text.bytes().any(|b| b.is_ascii_uppercase()) {
+                    Node::Str(field.keep_all())
+                } else {
+                    Node::from(text.to_lowercase())
+                }
+            }),
+            Transform::EpochSeconds => time::parse_epoch_seconds(text).map(Node::from),
+            Transform::EpochMillis => time::parse_epoch_millis(text).map(Node::from),
+            Transform::Iso8601 => time::parse_iso(text, zone).map(Node::from),
+            Transform::CefTime => time::parse_cef_time(text, zone, now_ms).map(Node::from),
             Transform::Time => time::parse_iso(text, zone)
                 .or_else(|| time::parse_cef_time(text, zone, now_ms))
                 .or_else(|| time::parse_epoch_seconds(text).filter(|_| text.contains('.')))
-                .map(Value::from),
-            Transform::CefSeverity => cef_severity(text).map(Value::from),
+                .map(Node::from),
+            Transform::CefSeverity => cef_severity(text).map(Node::from),
             Transform::Enum { table, default } => table
                 .iter()
                 .find(|(k, _)| k.eq_ignore_ascii_case(text.trim()))
-                .map(|(_, v)| v.clone())
-                .or_else(|| default.clone()),
+                .map(|(_, v)| v)
+                .or(default.as_ref())
+                .map(Node::reborrow),
             Transform::Hash(algorithm_id) => {
                 let hash = text.trim();
-                (!hash.is_empty() && hash.bytes().all(|b| b.is_ascii_hexdigit()))
-                    .then(|| json!({"algorithm_id": algorithm_id, "value": hash}))
+                (!hash.is_empty() && hash.bytes().all(|b| b.is_ascii_hexdigit())).then(|| {
+                    let mut fingerprint = Object::with_capacity(2);
+                    fingerprint.insert("algorithm_id", *algorithm_id);
+                    fingerprint.insert("value", field.keep(hash));
+                    Node::Object(fingerprint)
+                })
             }
         }
     }
@@ -233,7 +261,7 @@ pub fn cef_severity(text: &str) -> Option<u8> {
 }
 
 /// The address in `Name <addr@host>` or a bare `addr@host`, if it has OCSF's email shape.
-pub fn email_address(text: &str) -> Option<String> {
+pub fn email_address(text: &str) -> Option<&str> {
     let text = text.trim();
     let addr = match (text.rfind('<'), text.rfind('>')) {
         (Some(open), Some(close)) if open < close => &text[open + 1..close],
@@ -249,7 +277,7 @@ pub fn email_address(text: &str) -> Option<String> {
         && domain
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
-    (local_ok && domain_ok).then(|| addr.to_string())
+    (local_ok && domain_ok).then_some(addr)
 }
 
 #[cfg(test)]
@@ -259,13 +287,10 @@ mod tests {
     #[test]
     fn emails() {
         assert_eq!(
-            email_address(" Sender <sender@domain.com>").as_deref(),
+            email_address(" Sender <sender@domain.com>"),
             Some("sender@domain.com")
         );
-        assert_eq!(
-            email_address("harold@acme.com").as_deref(),
-            Some("harold@acme.com")
-        );
+        assert_eq!(email_address("harold@acme.com"), Some("harold@acme.com"));
         assert_eq!(email_address("Phuong(phuong@gmail.com)"), None);
     }
 
