@@ -9,7 +9,7 @@ use rustc_hash::FxHashMap;
 use super::fields::{Namespace, SourcePath};
 use super::spec::{ConditionSpec, EventSpec, GrammarSpec, MapSpec};
 use super::transform::{Transform, TRANSFORM_NAMES};
-use crate::event::{ocsf, Node, TargetPath};
+use crate::event::{ocsf, Node, Segment, TargetPath};
 use crate::format::Format;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,6 +66,11 @@ pub struct Rule {
     /// Another rule of the same kind fills the same slot. Such a rule's field stays in
     /// `unmapped` until the slot is decided, so the losing value is never dropped.
     pub contested: bool,
+    /// The index of the first rule reading the same source field: rules read one field
+    /// exactly when their ids are equal (compared per event, so an integer).
+    pub source_id: u16,
+    /// Some rule reading this source field has `keep` set.
+    pub source_kept: bool,
 }
 
 /// A trie node for JSON source paths.
@@ -230,6 +235,7 @@ pub fn compile(file: &str, text: &str) -> Result<Grammar, GrammarError> {
         }
         kinds.push(event_kind(&mut ctx, event, &spec.map)?);
     }
+    let targets = order_slots(ctx.targets, &mut kinds);
     Ok(Grammar {
         name,
         title: spec.title,
@@ -243,8 +249,43 @@ pub fn compile(file: &str, text: &str) -> Result<Grammar, GrammarError> {
         custom_labels: spec.cef.custom_labels,
         detect,
         kinds,
-        targets: ctx.targets,
+        targets,
     })
+}
+
+/// Renumbers slots in the order of their target paths. An event's winning values are
+/// inserted in slot order, so each one then lands after the last member of its object (an
+/// append, not a search and a shift).
+fn order_slots(targets: Vec<TargetPath>, kinds: &mut [EventKind]) -> Vec<TargetPath> {
+    fn segment_order(a: &Segment, b: &Segment) -> std::cmp::Ordering {
+        match (a, b) {
+            (Segment::Key(a), Segment::Key(b)) => a.as_bytes().cmp(b.as_bytes()),
+            (Segment::Index(a), Segment::Index(b)) => a.cmp(b),
+            (Segment::Key(_), Segment::Index(_)) => std::cmp::Ordering::Less,
+            (Segment::Index(_), Segment::Key(_)) => std::cmp::Ordering::Greater,
+        }
+    }
+    let mut order: Vec<usize> = (0..targets.len()).collect();
+    order.sort_by(|&a, &b| {
+        let (a, b) = (&targets[a].segments, &targets[b].segments);
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| segment_order(x, y))
+            .find(|o| o.is_ne())
+            .unwrap_or(a.len().cmp(&b.len()))
+    });
+    let mut new_slot = vec![0u16; targets.len()];
+    for (new, &old) in order.iter().enumerate() {
+        new_slot[old] = new as u16;
+    }
+    for rule in kinds.iter_mut().flat_map(|k| k.mapper.rules.iter_mut()) {
+        rule.slot = new_slot[rule.slot as usize];
+    }
+    let mut targets: Vec<Option<TargetPath>> = targets.into_iter().map(Some).collect();
+    order
+        .iter()
+        .map(|&old| targets[old].take().expect("each slot once"))
+        .collect()
 }
 
 fn condition(
@@ -355,6 +396,8 @@ fn event_kind(
             keep: map.keep,
             pattern,
             contested: false,
+            source_id: index,
+            source_kept: false,
         });
         match source.ns {
             Namespace::Json => {
@@ -374,6 +417,11 @@ fn event_kind(
         let slot = rules[i].slot;
         let push = ctx.targets[slot as usize].push;
         rules[i].contested = !push && rules.iter().filter(|r| r.slot == slot).count() > 1;
+        let source = &rules[i].source;
+        let first = rules.iter().position(|r| &r.source == source).unwrap_or(i);
+        let kept = rules.iter().any(|r| &r.source == source && r.keep);
+        rules[i].source_id = first as u16;
+        rules[i].source_kept = kept;
     }
     let constants = |ctx: &Ctx<'_>, table: &std::collections::BTreeMap<String, toml::Value>| {
         table

@@ -204,9 +204,8 @@ impl EventKind {
             let rule = &rules[index as usize];
             let source_lost = contested
                 .iter()
-                .any(|&(other, w)| !w && rules[other as usize].source == rule.source);
-            let source_kept = rules.iter().any(|r| r.source == rule.source && r.keep);
-            if won && !source_lost && !source_kept && rule.pattern.is_none() {
+                .any(|&(other, w)| !w && rules[other as usize].source_id == rule.source_id);
+            if won && !source_lost && !rule.source_kept && rule.pattern.is_none() {
                 remove_unmapped(unmapped, &rule.source);
             }
         }
@@ -373,10 +372,9 @@ impl EventKind {
 
         if let Some(json) = record.json {
             let rest = match json {
-                Node::Object(obj) => {
-                    let mut rest = Object::new();
-                    walk_json(obj, &mapper.json, &apply, &mut mapped, &mut rest);
-                    (!rest.is_empty()).then_some(Node::Object(rest))
+                Node::Object(mut obj) => {
+                    walk_json(&mut obj, &mapper.json, &apply, &mut mapped);
+                    (!obj.is_empty()).then_some(Node::Object(obj))
                 }
                 other => Some(other),
             };
@@ -388,39 +386,27 @@ impl EventKind {
     }
 }
 
-/// Walks a JSON object against the rule trie, moving (not copying) unconsumed members into
-/// `rest`, so unmapped JSON keeps the vendor's nesting.
-fn walk_json<'a, F>(
-    obj: Object<'a>,
-    node: &compile::JsonNode,
-    apply: &F,
-    out: &mut Mapped<'a>,
-    rest: &mut Object<'a>,
-) where
+/// Walks a JSON object against the rule trie, removing the members rules consumed, so what
+/// stays is the unmapped JSON with the vendor's nesting.
+fn walk_json<'a, F>(obj: &mut Object<'a>, node: &compile::JsonNode, apply: &F, out: &mut Mapped<'a>)
+where
     F: Fn(&[u16], FieldRef<'_, 'a>, &mut Mapped<'a>) -> bool,
 {
-    for (key, value) in obj.into_members() {
-        let Some(child) = node.children.get(key.as_ref()) else {
-            rest.insert(key, value);
-            continue;
+    obj.retain(|key, value| {
+        let Some(child) = node.children.get(key) else {
+            return true;
         };
-        let consumed = !child.rules.is_empty() && apply(&child.rules, FieldRef::Json(&value), out);
-        if consumed {
-            continue;
+        if !child.rules.is_empty() && apply(&child.rules, FieldRef::Json(value), out) {
+            return false;
         }
         match value {
             Node::Object(inner) if !child.children.is_empty() => {
-                let mut sub = Object::new();
-                walk_json(inner, child, apply, out, &mut sub);
-                if !sub.is_empty() {
-                    rest.insert(key, sub);
-                }
+                walk_json(inner, child, apply, out);
+                !inner.is_empty()
             }
-            other => {
-                rest.insert(key, other);
-            }
+            _ => true,
         }
-    }
+    });
 }
 
 #[cfg(test)]
@@ -442,6 +428,50 @@ mod tests {
         ] {
             assert!(set.get(name).is_some(), "{name}");
         }
+    }
+
+    #[test]
+    fn slots_are_numbered_in_target_order_and_rules_follow() {
+        let set = GrammarSet::embedded().unwrap();
+        for grammar in set.iter() {
+            let keys = |t: &crate::event::TargetPath| {
+                t.segments
+                    .iter()
+                    .map(|s| match s {
+                        crate::event::Segment::Key(k) => k.clone(),
+                        crate::event::Segment::Index(i) => format!("[{i:09}]"),
+                    })
+                    .collect::<Vec<_>>()
+            };
+            for pair in grammar.targets.windows(2) {
+                assert!(
+                    keys(&pair[0]) < keys(&pair[1]),
+                    "{}: {pair:?}",
+                    grammar.name
+                );
+            }
+        }
+        // A rule still writes where its file says.
+        let grammar = compile("p.toml", PATTERNED).unwrap();
+        let rules = &grammar.kinds[0].mapper.rules;
+        let written: Vec<(String, String)> = rules
+            .iter()
+            .map(|r| {
+                (
+                    r.source.to_string(),
+                    grammar.targets[r.slot as usize].text.clone(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            written,
+            [
+                ("json.text", "message"),
+                ("json.text", "actor.user.name"),
+                ("json.port", "src_endpoint.port"),
+            ]
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+        );
     }
 
     #[test]
