@@ -648,9 +648,6 @@ impl Pipeline {
         }
         let metadata = root.entry_or_insert_with("metadata", || Node::Object(Object::new()));
         if let Node::Object(metadata) = metadata {
-            metadata.insert("version", ocsf::OCSF_VERSION);
-            metadata.insert("product", product);
-            metadata.insert("logged_time", message.received_ms);
             if status != Status::Ok {
                 let truncated = out
                     .errors
@@ -660,6 +657,9 @@ impl Pipeline {
                     metadata.insert("is_truncated", true);
                 }
             }
+            metadata.insert("logged_time", message.received_ms);
+            metadata.insert("product", product);
+            metadata.insert("version", ocsf::OCSF_VERSION);
         }
         if self.options.raw_data {
             root.insert("raw_data", out.text);
@@ -667,29 +667,30 @@ impl Pipeline {
         if !unmapped.is_empty() {
             root.insert("unmapped", unmapped);
         }
+        // Members in key order, so each insert is an append.
         let mut sluice = Object::with_capacity(8);
-        sluice.insert("schema_version", SCHEMA_VERSION);
+        if let Some((kind, _)) = kind {
+            sluice.insert("event_kind", kind);
+        }
+        sluice.insert("format", out.format.as_str());
         if let Some(g) = grammar {
             sluice.insert("grammar", g.name.as_str());
         }
-        if let Some((kind, heartbeat)) = kind {
-            sluice.insert("event_kind", kind);
-            if heartbeat {
-                sluice.insert("heartbeat", true);
-            }
-        }
-        sluice.insert("format", out.format.as_str());
-        if out.header.rfc != syslog::Rfc::None {
-            sluice.insert("syslog", syslog_json(&out.header));
+        if kind.is_some_and(|(_, heartbeat)| heartbeat) {
+            sluice.insert("heartbeat", true);
         }
         let mut parse = Object::with_capacity(2);
-        parse.insert("status", status.as_str());
         parse.insert(
             "errors",
             Node::Array(out.errors.into_iter().map(ParseError::into_node).collect()),
         );
+        parse.insert("status", status.as_str());
         sluice.insert("parse", parse);
         sluice.insert("received", received_json(message));
+        sluice.insert("schema_version", SCHEMA_VERSION);
+        if out.header.rfc != syslog::Rfc::None {
+            sluice.insert("syslog", syslog_json(&out.header));
+        }
         root.insert("sluice", sluice);
         Event {
             tree: Node::Object(root),
@@ -710,17 +711,15 @@ fn product<'a>(
     version: Option<Cow<'a, str>>,
 ) -> Object<'a> {
     let mut obj = Object::with_capacity(3);
-    for (key, value) in [
-        ("vendor_name", vendor),
-        ("name", name),
-        ("version", version),
-    ] {
+    // Members in key order, so each insert is an append.
+    let name = name
+        .filter(|v| !v.is_empty())
+        .unwrap_or(Cow::Borrowed("unknown"));
+    obj.insert("name", name);
+    for (key, value) in [("vendor_name", vendor), ("version", version)] {
         if let Some(v) = value.filter(|v| !v.is_empty()) {
             obj.insert(key, v);
         }
-    }
-    if !obj.contains_key("name") {
-        obj.insert("name", "unknown");
     }
     obj
 }
@@ -755,19 +754,26 @@ fn fold_custom_labels(flat: &mut Vec<FlatField<'_>>) {
 }
 
 fn syslog_json<'a>(header: &SyslogHeader<'a>) -> Object<'a> {
-    let mut obj = Object::with_capacity(8);
-    obj.insert("rfc", header.rfc.as_str());
-    if let Some(p) = header.priority {
+    // Members in key order, so each insert is an append.
+    let mut obj = Object::with_capacity(12);
+    let priority = header.priority;
+    for (key, value) in [
+        ("app_name", header.app_name),
+        ("facility", priority.map(|p| syslog::facility_name(p >> 3))),
+        ("hostname", header.hostname),
+        ("msgid", header.msgid),
+    ] {
+        if let Some(v) = value {
+            obj.insert(key, v);
+        }
+    }
+    if let Some(p) = priority {
         obj.insert("priority", p);
-        obj.insert("facility", syslog::facility_name(p >> 3));
-        obj.insert("severity", syslog::severity_name(p & 7));
     }
     for (key, value) in [
-        ("timestamp", header.timestamp_text),
-        ("hostname", header.hostname),
-        ("app_name", header.app_name),
         ("procid", header.procid),
-        ("msgid", header.msgid),
+        ("rfc", Some(header.rfc.as_str())),
+        ("severity", priority.map(|p| syslog::severity_name(p & 7))),
     ] {
         if let Some(v) = value {
             obj.insert(key, v);
@@ -789,28 +795,25 @@ fn syslog_json<'a>(header: &SyslogHeader<'a>) -> Object<'a> {
             .collect();
         obj.insert("structured_data", sd);
     }
+    if let Some(v) = header.timestamp_text {
+        obj.insert("timestamp", v);
+    }
     obj
 }
 
 fn received_json(message: &Message) -> Object<'_> {
     let r = &message.received;
-    let mut obj = Object::with_capacity(6);
+    // Members in key order, so each insert is an append.
+    let mut obj = Object::with_capacity(8);
     obj.insert("listener", r.listener.as_ref());
-    obj.insert("transport", r.transport.as_str());
-    if let Some(peer) = &r.peer {
-        obj.insert("peer", peer.as_ref());
-    }
-    if let Some(subject) = &r.tls_client_subject {
-        obj.insert(
-            "tls",
-            single("client_subject", Cow::Borrowed(subject.as_ref())),
-        );
-    }
     if let Some(key) = &r.object_key {
         obj.insert("object_key", key.as_ref());
     }
     if let Some(offset) = message.offset {
         obj.insert("offset", offset);
+    }
+    if let Some(peer) = &r.peer {
+        obj.insert("peer", peer.as_ref());
     }
     if !r.tags.is_empty() {
         let tags: Object<'_> = r
@@ -820,5 +823,12 @@ fn received_json(message: &Message) -> Object<'_> {
             .collect();
         obj.insert("tags", tags);
     }
+    if let Some(subject) = &r.tls_client_subject {
+        obj.insert(
+            "tls",
+            single("client_subject", Cow::Borrowed(subject.as_ref())),
+        );
+    }
+    obj.insert("transport", r.transport.as_str());
     obj
 }

@@ -427,15 +427,16 @@ pub fn write_str(out: &mut Vec<u8>, s: &str) {
     let Some(first) = next_json_special(bytes, 0) else {
         // Most strings (every key, most values): quote, copy, quote in one step.
         let len = out.len();
-        let spare = &mut out.spare_capacity_mut()[..bytes.len() + 2];
-        spare[0].write(b'"');
-        // SAFETY: `MaybeUninit<u8>` has the layout of `u8`; the slice is in bounds.
-        let body: &mut [u8] =
-            unsafe { std::slice::from_raw_parts_mut(spare[1..].as_mut_ptr().cast(), bytes.len()) };
-        body.copy_from_slice(bytes);
-        spare[bytes.len() + 1].write(b'"');
-        // SAFETY: the `bytes.len() + 2` bytes after `len` were just written.
-        unsafe { out.set_len(len + bytes.len() + 2) };
+        // SAFETY: the reservation leaves room for `bytes.len() + 2` bytes after `len`; all
+        // of them are written (through raw pointers: the spare capacity is uninitialised)
+        // before the length covers them.
+        unsafe {
+            let dst = out.as_mut_ptr().add(len);
+            *dst = b'"';
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), dst.add(1), bytes.len());
+            *dst.add(bytes.len() + 1) = b'"';
+            out.set_len(len + bytes.len() + 2);
+        }
         return;
     };
     out.push(b'"');

@@ -354,13 +354,15 @@ impl EventKind {
         }
 
         let mut groups: [Option<Object<'a>>; 7] = Default::default();
-        for field in record.flat {
+        let fields = record.flat.len();
+        for (i, field) in record.flat.into_iter().enumerate() {
             let consumed = mapper.flat[field.ns.index()]
                 .get(field.key.as_ref())
                 .is_some_and(|r| apply(r, FieldRef::from_cow(&field.value), &mut mapped));
             if !consumed {
+                // Sized once for the fields still to come, not grown 8, 16, 32.
                 groups[field.ns.index()]
-                    .get_or_insert_with(Object::new)
+                    .get_or_insert_with(|| Object::with_capacity(fields - i))
                     .insert(field.key, field.value);
             }
         }
