@@ -206,9 +206,16 @@ fn key_prefix(key: &[u8]) -> u64 {
 /// `a.cmp(b)`, given both keys' [`key_prefix`]es.
 #[inline]
 fn compare_keys(a_prefix: u64, a: &str, b_prefix: u64, b: &str) -> std::cmp::Ordering {
-    a_prefix
-        .cmp(&b_prefix)
-        .then_with(|| a.as_bytes().cmp(b.as_bytes()))
+    a_prefix.cmp(&b_prefix).then_with(|| {
+        // Equal prefixes of keys no longer than eight bytes: the prefixes held all of both
+        // (the shorter one zero-padded), so only the lengths can differ. This spares a
+        // `memcmp` for every exact match of a short key.
+        if a.len() <= 8 && b.len() <= 8 {
+            a.len().cmp(&b.len())
+        } else {
+            a.as_bytes().cmp(b.as_bytes())
+        }
+    })
 }
 
 impl<'a> FromIterator<(Cow<'a, str>, Node<'a>)> for Object<'a> {
