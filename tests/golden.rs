@@ -109,3 +109,21 @@ fn kata_heartbeat_is_marked_and_alerts_are_not() {
     assert_eq!(alert["sluice"]["event_kind"], "alert");
     assert!(alert["sluice"].get("heartbeat").is_none(), "{alert:#}");
 }
+
+#[test]
+fn a_mapped_field_sent_twice_takes_the_first_value() {
+    // Vendors occasionally repeat an extension key; the first value sent fills the
+    // attribute (raw_data keeps the whole message).
+    let pipeline = common::pipeline();
+    let event = common::parse_line(
+        &pipeline,
+        "CEF:0|AO Kaspersky Lab|Kaspersky Anti Targeted Attack Platform|5.0|url_web|URL from web detected|Low|src=10.0.0.1 dst=10.0.0.9 src=10.0.0.2",
+    );
+    assert_eq!(event["evidences"][0]["src_endpoint"]["ip"], "10.0.0.1");
+    assert_eq!(event["evidences"][0]["dst_endpoint"]["ip"], "10.0.0.9");
+    assert!(event["raw_data"]
+        .as_str()
+        .unwrap()
+        .ends_with("src=10.0.0.2"));
+    common::assert_valid(&event);
+}

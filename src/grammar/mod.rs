@@ -184,7 +184,8 @@ impl EventKind {
         mut values: Vec<SlotValue<'a>>,
         unmapped: &mut Object<'_>,
     ) -> Vec<(u16, Node<'a>)> {
-        values.sort_by_key(|(slot, index, _)| (*slot, *index));
+        // Stable: a field sent twice fires its rule twice, and the first one sent wins.
+        values.sort_by_key(|(slot, index, _)| (*slot as u32) << 16 | *index as u32);
         let rules = &self.mapper.rules;
         let mut winners = Vec::with_capacity(values.len());
         let mut contested: Vec<(u16, bool)> = Vec::new();
