@@ -142,7 +142,12 @@ fn decode(body: &[u8]) -> Option<SpoolRecord> {
         headers.push((name, value));
     }
     let received_ms = i64::from_le_bytes(take(8)?.try_into().ok()?);
-    let dead_letter = take(1)?[0] != 0;
+    // Encode writes 0 or 1; any other byte is corruption, not a flag.
+    let dead_letter = match take(1)?[0] {
+        0 => false,
+        1 => true,
+        _ => return None,
+    };
     let payload = body[at..].to_vec();
     Some(SpoolRecord {
         topic,
@@ -581,6 +586,33 @@ mod tests {
             .map(|r| r.received_ms - 1_700_000_000_000)
             .collect();
         assert_eq!(got, vec![2, 3, 4]);
+    }
+
+    #[test]
+    fn a_dead_letter_flag_encode_never_writes_ends_the_segment() {
+        // Found by the spool fuzz target: a record whose checksum matches but whose flag
+        // byte is 0xff was accepted, and re-encoded to other bytes than it was read from.
+        let mut framed = encode_record(&record(1));
+        let flag_at = framed.len() - record(1).payload.len() - 1;
+        assert_eq!(framed[flag_at], 0);
+        framed[flag_at] = 0xff;
+        let body = framed[HEADER..].to_vec();
+        framed[4..HEADER].copy_from_slice(&crc32fast::hash(&body).to_le_bytes());
+        let mut data = encode_record(&record(0));
+        let first = data.len();
+        data.extend_from_slice(&framed);
+        let (records, good) = scan(&data);
+        assert_eq!(records, vec![record(0)]);
+        assert_eq!(good, first);
+        // The fuzzer's input itself.
+        let crash: [u8; 48] = [
+            0x28, 0, 0, 0, 0x4d, 0xb1, 0x6b, 0x96, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff,
+            0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, 0xff, 0x01, 0, 0, 0x0c,
+            0xc2, 0xb8, 0x3c, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        ];
+        let (records, good) = scan(&crash);
+        let reencoded: Vec<u8> = records.iter().flat_map(encode_record).collect();
+        assert_eq!(reencoded, crash[..good]);
     }
 
     #[test]
