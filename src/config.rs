@@ -52,7 +52,7 @@ pub struct General {
     pub timezone: Zone,
     /// Directory of grammar files that add to or override the embedded ones.
     pub grammar_dir: Option<PathBuf>,
-    /// Keep `raw_data` in events.
+    /// Keep `raw_data` in events parsed `ok` (other events always keep it).
     pub raw_data: bool,
     /// Parse worker threads; 0 means one per core.
     pub workers: usize,

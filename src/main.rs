@@ -67,7 +67,7 @@ enum Command {
         /// Zone for timestamps without one: UTC, +02:00, or an IANA name.
         #[arg(long, default_value = "UTC")]
         timezone: String,
-        /// Leave out raw_data (the message as received).
+        /// Leave out raw_data (the message as received) from events parsed ok.
         #[arg(long)]
         no_raw_data: bool,
         /// Indent the JSON (one event spans several lines).

@@ -99,7 +99,8 @@ impl ParseError {
 #[derive(Clone, Debug)]
 pub struct ParseOptions {
     pub zone: DefaultZone,
-    /// Keep `raw_data` (the message as received). On by default.
+    /// Keep `raw_data` (the message as received) in events parsed `ok`; events of any other
+    /// status always keep it. On by default.
     pub raw_data: bool,
     /// Force this grammar for every message (`sluice parse --grammar`, a pinned listener).
     pub grammar: Option<String>,
@@ -661,7 +662,9 @@ impl Pipeline {
             metadata.insert("product", product);
             metadata.insert("version", ocsf::OCSF_VERSION);
         }
-        if self.options.raw_data {
+        // Turning raw_data off saves output for events that were understood; one that was
+        // not fully parsed keeps its text, else nothing would carry what the sender meant.
+        if self.options.raw_data || status != Status::Ok {
             root.insert("raw_data", out.text);
         }
         if !unmapped.is_empty() {

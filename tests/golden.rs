@@ -127,3 +127,32 @@ fn a_mapped_field_sent_twice_takes_the_first_value() {
         .ends_with("src=10.0.0.2"));
     common::assert_valid(&event);
 }
+
+#[test]
+fn raw_data_off_leaves_out_only_the_text_of_events_parsed_ok() {
+    let options = sluice::ParseOptions {
+        raw_data: false,
+        ..Default::default()
+    };
+    let pipeline =
+        sluice::Pipeline::new(sluice::grammar::GrammarSet::embedded().unwrap(), options).unwrap();
+    let ok = common::parse_line(&pipeline, &common::server::seed_line("kaspersky_kata.log"));
+    assert_eq!(ok["sluice"]["parse"]["status"], "ok", "{ok:#}");
+    assert!(ok.get("raw_data").is_none(), "{ok:#}");
+    common::assert_valid(&ok);
+    let unrecognised = common::parse_line(&pipeline, "<13>Nov 23 10:00:00 host app: free text");
+    assert_eq!(unrecognised["sluice"]["parse"]["status"], "unrecognised");
+    assert_eq!(
+        unrecognised["raw_data"],
+        "<13>Nov 23 10:00:00 host app: free text"
+    );
+    common::assert_valid(&unrecognised);
+    // Symantec's broken json= is repaired: partial, and its text is kept.
+    let partial = common::parse_line(&pipeline, &common::server::seed_line("symantec_edr.log"));
+    assert_eq!(
+        partial["sluice"]["parse"]["status"], "partial",
+        "{partial:#}"
+    );
+    assert!(partial["raw_data"].as_str().unwrap().contains("json="));
+    common::assert_valid(&partial);
+}
