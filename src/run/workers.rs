@@ -1,11 +1,11 @@
 //! Parse workers: plain threads that take batches off their queue, run the pipeline on
 //! each message, count the outcome, and hand the serialised events to the sink in order.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use metrics::{counter, Counter};
+use rustc_hash::FxHashMap;
 use tokio::sync::mpsc;
 
 use crate::event::Node;
@@ -75,6 +75,8 @@ pub fn run(
                 }
             })
             .collect();
+        outcomes.flush();
+        sources.flush(now_seconds);
         queue.release(n);
         if sink.blocking_send(records).is_err() {
             tracing::error!("the sink stopped; parse worker exits");
@@ -84,25 +86,34 @@ pub fn run(
 }
 
 /// Counters by grammar and status, and by grammar and error code, looked up once each.
+/// A run of events with one grammar and status is counted locally and published once.
 #[derive(Default)]
 struct Outcomes {
-    status: HashMap<String, [Option<Counter>; 4]>,
-    errors: HashMap<(String, String), Counter>,
-    last_logged: HashMap<(String, String), (Instant, u64)>,
+    status: FxHashMap<String, [Option<Counter>; 4]>,
+    run: StatusRun,
+    errors: FxHashMap<(String, String), Counter>,
+    last_logged: FxHashMap<(String, String), (Instant, u64)>,
+}
+
+#[derive(Default)]
+struct StatusRun {
+    grammar: String,
+    status: Option<Status>,
+    count: u64,
 }
 
 impl Outcomes {
     fn record(&mut self, event: &Event<'_>, grammar: &str, message: &Message) {
         let status = event.status;
-        let slots = match self.status.get_mut(grammar) {
-            Some(slots) => slots,
-            None => self.status.entry(grammar.to_string()).or_default(),
-        };
-        slots[status as usize]
-            .get_or_insert_with(|| {
-                counter!("sluice_parse_total", "grammar" => grammar.to_string(), "status" => status.as_str())
-            })
-            .increment(1);
+        if self.run.status == Some(status) && self.run.grammar == grammar {
+            self.run.count += 1;
+        } else {
+            self.flush();
+            self.run.grammar.clear();
+            self.run.grammar.push_str(grammar);
+            self.run.status = Some(status);
+            self.run.count = 1;
+        }
         if status == Status::Ok {
             return;
         }
@@ -141,5 +152,26 @@ impl Outcomes {
                 *entry = (now, 0);
             }
         }
+    }
+
+    /// Publishes the run counted but not yet published.
+    fn flush(&mut self) {
+        let Some(status) = self.run.status else {
+            return;
+        };
+        if self.run.count == 0 {
+            return;
+        }
+        let grammar = self.run.grammar.as_str();
+        let slots = match self.status.get_mut(grammar) {
+            Some(slots) => slots,
+            None => self.status.entry(grammar.to_string()).or_default(),
+        };
+        slots[status as usize]
+            .get_or_insert_with(|| {
+                counter!("sluice_parse_total", "grammar" => grammar.to_string(), "status" => status.as_str())
+            })
+            .increment(self.run.count);
+        self.run.count = 0;
     }
 }

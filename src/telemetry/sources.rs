@@ -2,12 +2,13 @@
 //! much it sent. Sources are labels, so their number is capped: past the limit, new ones
 //! are counted together as `other` and a warning says so once.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::event::Node;
 use metrics::{counter, gauge, Counter, Gauge};
+use rustc_hash::FxHashMap;
 
 pub const OTHER: &str = "other";
 
@@ -73,31 +74,80 @@ struct Handles {
     label: String,
 }
 
-/// One worker's handles, so a known source costs a hash lookup and two atomic updates.
+/// One worker's handles. Events of one source usually come in runs (a connection carries
+/// one device), so a run is counted locally and published once: at the next source, at a
+/// heartbeat, or at the end of the batch (`flush`).
 pub struct SourceMetrics {
     tracker: Arc<SourceTracker>,
     /// grammar → host → handles: looked up by borrowed names, no allocation per message.
-    handles: HashMap<String, HashMap<String, Handles>>,
+    handles: FxHashMap<String, FxHashMap<String, Handles>>,
     tracked: usize,
+    run: Run,
+}
+
+/// The source of the latest events and how many of them are not yet published.
+#[derive(Default)]
+struct Run {
+    grammar: String,
+    host: String,
+    count: u64,
 }
 
 impl SourceMetrics {
     pub fn new(tracker: Arc<SourceTracker>) -> SourceMetrics {
         SourceMetrics {
             tracker,
-            handles: HashMap::new(),
+            handles: FxHashMap::default(),
             tracked: 0,
+            run: Run::default(),
         }
     }
 
     /// Records one event of `grammar`; a heartbeat event (`sluice.heartbeat`) also moves the
-    /// source's last-heartbeat time.
+    /// source's last-heartbeat time. Counts reach the metrics at `flush` at the latest.
     pub fn seen(&mut self, grammar: &str, event: &Node<'_>, now_seconds: f64) {
         let host = reporting_host(event);
         let heartbeat = event
             .pointer(&["sluice", "heartbeat"])
             .and_then(Node::as_bool)
             == Some(true);
+        if !heartbeat && self.run.count > 0 && self.run.grammar == grammar && self.run.host == host
+        {
+            self.run.count += 1;
+            return;
+        }
+        self.flush(now_seconds);
+        if heartbeat {
+            self.publish(grammar, host, 1, true, now_seconds);
+        } else {
+            self.run.grammar.clear();
+            self.run.grammar.push_str(grammar);
+            self.run.host.clear();
+            self.run.host.push_str(host);
+            self.run.count = 1;
+        }
+    }
+
+    /// Publishes the events counted but not yet published; `now_seconds` is their
+    /// last-seen time.
+    pub fn flush(&mut self, now_seconds: f64) {
+        if self.run.count == 0 {
+            return;
+        }
+        let run = std::mem::take(&mut self.run);
+        self.publish(&run.grammar, &run.host, run.count, false, now_seconds);
+        // Keep the strings' buffers for the next run.
+        self.run = Run { count: 0, ..run };
+    }
+
+    fn publish(
+        &mut self,
+        grammar: &str,
+        host: &str,
+        count: u64,
+        heartbeat: bool,
+        now_seconds: f64,
+    ) {
         let known = self.handles.get_mut(grammar).and_then(|h| h.get_mut(host));
         let handles = match known {
             Some(handles) => handles,
@@ -123,7 +173,7 @@ impl SourceMetrics {
             }
         };
         handles.last_seen.set(now_seconds);
-        handles.messages.increment(1);
+        handles.messages.increment(count);
         if heartbeat {
             handles
                 .last_heartbeat
@@ -168,5 +218,51 @@ mod tests {
         assert_eq!(tracker.label("g", "b"), "b");
         assert_eq!(tracker.label("g", "c"), OTHER);
         assert_eq!(tracker.label("g", "a"), "a");
+    }
+
+    #[test]
+    fn runs_of_one_source_are_published_at_the_next_source_a_heartbeat_or_flush() {
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        let mut metrics = SourceMetrics::new(SourceTracker::new(10));
+        let event = |host: &str, heartbeat: bool| {
+            Node::from(json!({"device": {"hostname": host}, "sluice": {"heartbeat": heartbeat}}))
+        };
+        let count = |host: &str| {
+            let wanted =
+                format!("sluice_source_messages_total{{grammar=\"g\",source=\"{host}\"}} ");
+            handle
+                .render()
+                .lines()
+                .find_map(|line| line.strip_prefix(wanted.as_str()).map(str::to_string))
+        };
+        metrics::with_local_recorder(&recorder, || {
+            for host in ["a", "a", "a", "b"] {
+                metrics.seen("g", &event(host, false), 100.0);
+            }
+            // The run of `a` was published when `b` came; `b` waits for the next one.
+            assert_eq!(count("a").as_deref(), Some("3"));
+            assert_eq!(count("b"), None);
+            metrics.seen("g", &event("a", true), 101.0);
+            assert_eq!(count("b").as_deref(), Some("1"));
+            assert_eq!(count("a").as_deref(), Some("4"));
+            metrics.seen("g", &event("a", false), 102.0);
+            metrics.flush(102.0);
+            metrics.flush(103.0);
+            assert_eq!(count("a").as_deref(), Some("5"));
+        });
+        let scrape = handle.render();
+        assert!(
+            scrape.contains(
+                "sluice_source_last_heartbeat_timestamp_seconds{grammar=\"g\",source=\"a\"} 101"
+            ),
+            "{scrape}"
+        );
+        assert!(
+            scrape.contains(
+                "sluice_source_last_seen_timestamp_seconds{grammar=\"g\",source=\"a\"} 102"
+            ),
+            "{scrape}"
+        );
     }
 }
