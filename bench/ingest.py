@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
 """Ingest benchmark: drives a release `sluice run` over loopback TCP, UDP and TLS with
 syslog-ng's loggen (and, for TCP, a near-free `cat`-style sender), and reports messages/s,
-MB/s, sluice's CPU seconds and µs of CPU per message, and its peak RSS.
+MB/s, sluice's CPU seconds and µs of CPU per message (also split into user and kernel
+time, and with `--sink file` the bytes written per message), and its peak RSS.
 
     python3 bench/ingest.py [--messages N] [--connections C] [--sink null|file|kafka] [--runs R]
     python3 bench/ingest.py --sink kafka --partitions 3 --compression zstd [--rate MSG_PER_S]
+    python3 bench/ingest.py --sink file --cases tcp:cat [--no-raw-data]
 
 With `--sink kafka` it starts a tansu broker on loopback (deploy/dev/tansu.sh install) and
 also reports the latency from receiving a message to the broker's acknowledgement (p50 and
@@ -26,13 +28,13 @@ def proc_stats(pid):
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     ticks = os.sysconf("SC_CLK_TCK")
-    cpu = (int(fields[11]) + int(fields[12])) / ticks
+    user, kernel = int(fields[11]) / ticks, int(fields[12]) / ticks
     rss = 0
     with open(f"/proc/{pid}/status") as f:
         for line in f:
             if line.startswith("VmHWM:"):
                 rss = int(line.split()[1]) * 1024
-    return cpu, rss
+    return user, kernel, rss
 
 
 def metric(address, name, labels=()):
@@ -117,6 +119,8 @@ def run_once(binary, corpus, corpus_bytes, lines, transport, sender, connections
     address = f"127.0.0.1:{port}"
     metrics_address = f"127.0.0.1:{metrics_port}"
     config = ["[general]\nqueue_capacity = 65536\n"]
+    if opts.no_raw_data:
+        config.append("raw_data = false\n")
     config.append(f'[[listener]]\nname = "bench"\ntransport = "{transport}"\naddress = "{address}"\n')
     if transport == "udp":
         config.append("receive_buffer_bytes = 33554432\n")
@@ -124,6 +128,8 @@ def run_once(binary, corpus, corpus_bytes, lines, transport, sender, connections
         cert, key = certificates(work)
         config.append(f'[listener.tls]\ncert = "{cert}"\nkey = "{key}"\n')
     out_path = os.path.join(work, "events.ndjson")
+    if os.path.exists(out_path):
+        os.remove(out_path)  # the file sink appends
     broker_port = None
     if sink == "kafka":
         brokers, broker_port = start_broker(opts.partitions)
@@ -137,7 +143,7 @@ def run_once(binary, corpus, corpus_bytes, lines, transport, sender, connections
     with open(conf, "w") as f:
         f.write("".join(config))
     proc = start_sluice(binary, conf, metrics_address)
-    cpu0, _ = proc_stats(proc.pid)
+    user0, kernel0, _ = proc_stats(proc.pid)
     expected = lines * connections
     t0 = time.time()
     if sender == "cat":
@@ -169,13 +175,17 @@ def run_once(binary, corpus, corpus_bytes, lines, transport, sender, connections
             break
         time.sleep(0.01)
     t1 = time.time()
-    cpu1, rss = proc_stats(proc.pid)
+    user1, kernel1, rss = proc_stats(proc.pid)
+    user, kernel = user1 - user0, kernel1 - kernel0
+
     latency = {}
     if sink == "kafka":
         for q in (0.5, 0.99):
             latency[q] = quantile(metrics_address, "sluice_kafka_delivery_seconds", q)
     proc.send_signal(signal.SIGTERM)
     proc.wait(timeout=60)
+    # Read after the shutdown flushed the sink's buffer.
+    out_bytes = os.path.getsize(out_path) if sink == "file" else 0
     if broker_port:
         subprocess.run(["bash", os.path.join(ROOT, "deploy/dev/tansu.sh"), "stop", str(broker_port)], check=False)
     seconds = t1 - t0
@@ -184,7 +194,9 @@ def run_once(binary, corpus, corpus_bytes, lines, transport, sender, connections
         "sent": expected, "written": int(written), "kernel_dropped": int(dropped),
         "seconds": seconds, "msg_per_s": written / seconds,
         "mb_per_s": corpus_bytes * connections * (written / expected) / seconds / 1e6,
-        "cpu_s": cpu1 - cpu0, "us_cpu_per_msg": (cpu1 - cpu0) / max(written, 1) * 1e6,
+        "cpu_s": user + kernel, "us_cpu_per_msg": (user + kernel) / max(written, 1) * 1e6,
+        "us_user_per_msg": user / max(written, 1) * 1e6, "us_kernel_per_msg": kernel / max(written, 1) * 1e6,
+        "out_bytes_per_msg": out_bytes / max(written, 1),
         "peak_rss_mb": rss / 1e6, "sender_s": sent_done - t0,
         "p50_ms": latency.get(0.5, float("nan")) * 1000, "p99_ms": latency.get(0.99, float("nan")) * 1000,
     }
@@ -200,6 +212,7 @@ def main():
     p.add_argument("--rate", type=int, default=0, help="loggen messages/s per connection (0: as fast as it can)")
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--cases", default="tcp:cat,tcp:loggen,tls:loggen,udp:loggen")
+    p.add_argument("--no-raw-data", action="store_true", help="run sluice with general.raw_data = false")
     args = p.parse_args()
     if not shutil.which("loggen"):
         raise SystemExit("loggen not found: run deploy/dev/install-test-tools.sh")
@@ -211,10 +224,11 @@ def main():
         sh("cargo", "run", "--release", "--quiet", "--example", "corpus", "--", str(args.messages), cwd=ROOT, stdout=f)
     corpus_bytes = os.path.getsize(corpus)
     kafka = f" ({args.partitions} partitions, {args.compression})" if args.sink == "kafka" else ""
+    raw = "; raw_data off" if args.no_raw_data else ""
     print(f"corpus: {args.messages} lines, {corpus_bytes} bytes ({corpus_bytes / args.messages:.1f} B/line); "
-          f"{os.cpu_count()} cores; sink {args.sink}{kafka}; {args.runs} runs per case (min / median / max)")
-    print("| transport | sender | conns | msg/s | MB/s | sluice CPU s | µs CPU/msg | peak RSS MB | written / sent (kernel drops) | p50 / p99 ms to ack |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          f"{os.cpu_count()} cores; sink {args.sink}{kafka}; {args.runs} runs per case (min / median / max){raw}")
+    print("| transport | sender | conns | msg/s | MB/s | sluice CPU s | µs CPU/msg | user / kernel µs/msg (medians) | out B/msg | peak RSS MB | written / sent (kernel drops) | p50 / p99 ms to ack |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for case in args.cases.split(","):
         transport, sender = case.split(":")
         results = [run_once(binary, corpus, corpus_bytes, args.messages, transport, sender,
@@ -222,9 +236,13 @@ def main():
         def span(key, fmt):
             values = sorted(r[key] for r in results)
             return " / ".join(fmt.format(v) for v in (values[0], statistics.median(values), values[-1]))
+        def median(key):
+            return statistics.median(r[key] for r in results)
         r = results[-1]
         print(f"| {transport} | {sender} | {args.connections} | {span('msg_per_s', '{:,.0f}')} | {span('mb_per_s', '{:.1f}')} "
-              f"| {span('cpu_s', '{:.2f}')} | {span('us_cpu_per_msg', '{:.1f}')} | {span('peak_rss_mb', '{:.0f}')} "
+              f"| {span('cpu_s', '{:.2f}')} | {span('us_cpu_per_msg', '{:.1f}')} "
+              f"| {median('us_user_per_msg'):.2f} / {median('us_kernel_per_msg'):.2f} | {median('out_bytes_per_msg'):,.0f} "
+              f"| {span('peak_rss_mb', '{:.0f}')} "
               f"| {r['written']} / {r['sent']} ({r['kernel_dropped']}) | {span('p50_ms', '{:.1f}')} ; {span('p99_ms', '{:.1f}')} |", flush=True)
         with open(os.path.join(work, "results.jsonl"), "a") as f:
             for result in results:
