@@ -430,26 +430,111 @@ fn needs_escape(b: u8) -> bool {
 /// found sixteen at a time and copied whole.
 pub fn write_str(out: &mut Vec<u8>, s: &str) {
     let bytes = s.as_bytes();
-    out.reserve(bytes.len() + 2);
-    let Some(first) = next_json_special(bytes, 0) else {
-        // Most strings (every key, most values): quote, copy, quote in one step.
-        let len = out.len();
-        // SAFETY: the reservation leaves room for `bytes.len() + 2` bytes after `len`; all
-        // of them are written (through raw pointers: the spare capacity is uninitialised)
-        // before the length covers them.
-        unsafe {
-            let dst = out.as_mut_ptr().add(len);
-            *dst = b'"';
-            std::ptr::copy_nonoverlapping(bytes.as_ptr(), dst.add(1), bytes.len());
-            *dst.add(bytes.len() + 1) = b'"';
-            out.set_len(len + bytes.len() + 2);
+    let first = if bytes.len() < 16 {
+        match write_short(out, bytes) {
+            None => return,
+            Some(first) => first,
         }
-        return;
+    } else {
+        match next_json_special(bytes, 0) {
+            Some(first) => first,
+            None => return write_plain(out, bytes),
+        }
     };
+    out.reserve(bytes.len() + 2);
     out.push(b'"');
     out.extend_from_slice(&bytes[..first]);
     write_escaped(out, &bytes[first..]);
     out.push(b'"');
+}
+
+/// Writes a string shorter than sixteen bytes if it needs no escape; otherwise writes
+/// nothing and returns the index of its first byte that does. Most keys and many values
+/// are such strings: each is tested and copied as one sixteen-byte block, with no call to
+/// memcpy (two of those, for a string this short, cost more than the rest).
+#[inline]
+fn write_short(out: &mut Vec<u8>, bytes: &[u8]) -> Option<usize> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_loadu_si128, _mm_storeu_si128};
+        let block = padded_block(bytes);
+        // SAFETY: SSE2 is part of every x86_64 target; the load reads the local block.
+        let v = unsafe { _mm_loadu_si128(block.as_ptr().cast()) };
+        let mask = special_mask(v);
+        if mask != 0 {
+            return Some(mask.trailing_zeros() as usize);
+        }
+        out.reserve(18);
+        let len = out.len();
+        // SAFETY: the reservation leaves 18 bytes after `len`: the opening quote, the
+        // sixteen-byte store (its bytes past the string are spare capacity, not kept) and
+        // the closing quote at 1 + bytes.len() <= 16.
+        unsafe {
+            let dst = out.as_mut_ptr().add(len);
+            *dst = b'"';
+            _mm_storeu_si128(dst.add(1).cast(), v);
+            *dst.add(bytes.len() + 1) = b'"';
+            out.set_len(len + bytes.len() + 2);
+        }
+        None
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    match next_json_special(bytes, 0) {
+        None => {
+            write_plain(out, bytes);
+            None
+        }
+        first => first,
+    }
+}
+
+/// Writes a string that needs no escape: quote, copy, quote in one step.
+fn write_plain(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.reserve(bytes.len() + 2);
+    let len = out.len();
+    // SAFETY: the reservation leaves room for `bytes.len() + 2` bytes after `len`; all of
+    // them are written (through raw pointers: the spare capacity is uninitialised) before
+    // the length covers them.
+    unsafe {
+        let dst = out.as_mut_ptr().add(len);
+        *dst = b'"';
+        std::ptr::copy_nonoverlapping(bytes.as_ptr(), dst.add(1), bytes.len());
+        *dst.add(bytes.len() + 1) = b'"';
+        out.set_len(len + bytes.len() + 2);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+/// `bytes` (shorter than sixteen) at the start of a sixteen-byte block padded with a byte
+/// that needs no escape, built from at most two overlapping fixed-size loads.
+#[inline]
+fn padded_block(bytes: &[u8]) -> [u8; 16] {
+    let n = bytes.len();
+    debug_assert!(n < 16);
+    let mut block = [b'a'; 16];
+    let (src, dst) = (bytes.as_ptr(), block.as_mut_ptr());
+    // SAFETY: every read is inside `bytes` (each branch checks `n` first) and every write
+    // inside `block` (offsets below n < 16, widths that end at most at n).
+    unsafe {
+        if n >= 8 {
+            dst.cast::<u64>()
+                .write_unaligned(src.cast::<u64>().read_unaligned());
+            dst.add(n - 8)
+                .cast::<u64>()
+                .write_unaligned(src.add(n - 8).cast::<u64>().read_unaligned());
+        } else if n >= 4 {
+            dst.cast::<u32>()
+                .write_unaligned(src.cast::<u32>().read_unaligned());
+            dst.add(n - 4)
+                .cast::<u32>()
+                .write_unaligned(src.add(n - 4).cast::<u32>().read_unaligned());
+        } else if n > 0 {
+            *dst = *src;
+            *dst.add(n / 2) = *src.add(n / 2);
+            *dst.add(n - 1) = *src.add(n - 1);
+        }
+    }
+    block
 }
 
 /// Appends `bytes` with JSON's escapes. Text with many quotes (`raw_data` that carries
@@ -574,15 +659,19 @@ pub(crate) fn next_json_special(bytes: &[u8], from: usize) -> Option<usize> {
                 }
                 i += 16;
             }
-            // The last few bytes (most keys and short values are only these): the same
-            // test on a copy padded with a plain byte.
-            if i < bytes.len() {
-                let mut block = [b'a'; 16];
-                block[..bytes.len() - i].copy_from_slice(&bytes[i..]);
-                let mask = special_mask(_mm_loadu_si128(block.as_ptr().cast()));
-                return (mask != 0).then(|| i + mask.trailing_zeros() as usize);
+            if i == bytes.len() {
+                return None;
             }
-            return None;
+            // The last few bytes: in a long text, the last sixteen bytes, less those already
+            // tested; in a short one, a block padded with a plain byte. No memcpy call.
+            let mask = if bytes.len() >= 16 {
+                let start = bytes.len() - 16;
+                special_mask(_mm_loadu_si128(bytes.as_ptr().add(start).cast())) >> (i - start)
+            } else {
+                let block = padded_block(&bytes[i..]);
+                special_mask(_mm_loadu_si128(block.as_ptr().cast()))
+            };
+            return (mask != 0).then(|| i + mask.trailing_zeros() as usize);
         }
     }
     #[allow(unreachable_code)]
@@ -816,6 +905,29 @@ mod tests {
                     let mut s: String = "a".repeat(len);
                     s.replace_range(at..at + 1, &special.to_string());
                     same_bytes(Value::String(s));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn next_special_from_any_start_matches_a_plain_search() {
+        for len in 0..48usize {
+            for at in [None, Some(0), Some(len / 2), Some(len.saturating_sub(1))] {
+                let mut bytes = vec![b'x'; len];
+                if let Some(at) = at.filter(|&at| at < len) {
+                    bytes[at] = b'"';
+                }
+                for from in 0..=len {
+                    let plain = bytes[from..]
+                        .iter()
+                        .position(|&b| needs_escape(b))
+                        .map(|p| from + p);
+                    assert_eq!(
+                        next_json_special(&bytes, from),
+                        plain,
+                        "{len} {at:?} {from}"
+                    );
                 }
             }
         }
