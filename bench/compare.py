@@ -157,6 +157,9 @@ def run_once(receiver, binary, data, lines, work):
     out = os.path.join(work, f"{name}.out")
     if os.path.exists(out):
         os.remove(out)
+    # Write back every dirty page first, so one receiver's output is not flushed to disk
+    # (in kernel time) while the next one runs.
+    os.sync()
     tls = certificates(work) if transport == "tls" else None
     metrics_address, broker_port = None, None
     if name.startswith("sluice"):
@@ -196,7 +199,7 @@ def run_once(receiver, binary, data, lines, work):
     latency = {}
     try:
         wait_for_port(port, proc, receiver, transport, metrics_address)
-        cpu0, _ = proc_stats(proc.pid)
+        user0, kernel0, _ = proc_stats(proc.pid)
         t0 = time.time()
         send(port, data, transport)
         # Done when the output stops growing for 2 s (sluice: when it counted every line,
@@ -217,7 +220,7 @@ def run_once(receiver, binary, data, lines, work):
             elif time.time() - stable_since > 2:
                 break
             time.sleep(0.05)
-        cpu1, rss = proc_stats(proc.pid)
+        user1, kernel1, rss = proc_stats(proc.pid)
         if name == "sluice-kafka":
             written = int(metric(metrics_address, counter))
             for q in (0.5, 0.99):
@@ -229,8 +232,11 @@ def run_once(receiver, binary, data, lines, work):
             subprocess.run(["bash", os.path.join(ROOT, "deploy/dev/tansu.sh"), "stop", str(broker_port)], check=False)
     if name != "sluice-kafka":
         written = count_lines(out)
-    cpu = cpu1 - cpu0
+    user, kernel = user1 - user0, kernel1 - kernel0
+    cpu = user + kernel
     return {"msg_per_s": written / (end - t0), "cpu_s": cpu, "us_cpu_per_msg": cpu / max(written, 1) * 1e6,
+            "us_user_per_msg": user / max(written, 1) * 1e6, "us_kernel_per_msg": kernel / max(written, 1) * 1e6,
+            "out_bytes_per_msg": os.path.getsize(out) / max(written, 1) if os.path.exists(out) else 0,
             "rss_mb": rss / 1e6, "written": written, "lost": lines - written,
             "p50_ms": latency.get(0.5), "p99_ms": latency.get(0.99)}
 
@@ -293,9 +299,9 @@ def main():
         values = sorted(r[key] for r in runs)
         return " / ".join(fmt.format(v) for v in (values[0], statistics.median(values), values[-1]))
 
-    print("| receiver | transport | work done | msg/s | µs CPU/msg | msgs per CPU-s vs syslog-ng raw, same transport "
-          "| lost (median) | peak RSS MB | p50 / p99 ms to ack |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| receiver | transport | work done | msg/s | µs CPU/msg | user / kernel µs/msg (medians) | out B/msg "
+          "| msgs per CPU-s vs syslog-ng raw, same transport | lost (median) | peak RSS MB | p50 / p99 ms to ack |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for receiver, runs in results.items():
         name, transport = receiver.split("/")
         raw = results.get(f"syslog-ng-raw/{transport}")
@@ -306,7 +312,10 @@ def main():
         if runs[0]["p50_ms"] is not None:
             ack = f"{span(runs, 'p50_ms', '{:.0f}')} ; {span(runs, 'p99_ms', '{:.0f}')}"
         print(f"| {name} | {transport} | {WORK_DONE[name]} | {span(runs, 'msg_per_s', '{:,.0f}')} | "
-              f"{span(runs, 'us_cpu_per_msg', '{:.2f}')} | {f'{base / median:.2f}×' if base else '–'} | "
+              f"{span(runs, 'us_cpu_per_msg', '{:.2f}')} | "
+              f"{statistics.median(r['us_user_per_msg'] for r in runs):.2f} / "
+              f"{statistics.median(r['us_kernel_per_msg'] for r in runs):.2f} | "
+              f"{statistics.median(r['out_bytes_per_msg'] for r in runs):,.0f} | {f'{base / median:.2f}×' if base else '–'} | "
               f"{lost:,.0f} ({lost / lines:.1%}) | {span(runs, 'rss_mb', '{:.0f}')} | {ack} |")
     for receiver in (r for r in results if r.startswith("sluice/")):
         ours = statistics.median(r["us_cpu_per_msg"] for r in results[receiver])

@@ -130,6 +130,9 @@ def run_once(binary, corpus, corpus_bytes, lines, transport, sender, connections
     out_path = os.path.join(work, "events.ndjson")
     if os.path.exists(out_path):
         os.remove(out_path)  # the file sink appends
+    # Write back every dirty page first (the corpus, the last run's output), so that
+    # writeback does not run, in kernel time, during this run.
+    os.sync()
     broker_port = None
     if sink == "kafka":
         brokers, broker_port = start_broker(opts.partitions)
