@@ -242,11 +242,13 @@ def main():
         def median(key):
             return statistics.median(r[key] for r in results)
         r = results[-1]
+        # Acknowledgement latency exists only for the Kafka sink.
+        ack = f"{span('p50_ms', '{:.1f}')} ; {span('p99_ms', '{:.1f}')}" if args.sink == "kafka" else "–"
         print(f"| {transport} | {sender} | {args.connections} | {span('msg_per_s', '{:,.0f}')} | {span('mb_per_s', '{:.1f}')} "
               f"| {span('cpu_s', '{:.2f}')} | {span('us_cpu_per_msg', '{:.1f}')} "
               f"| {median('us_user_per_msg'):.2f} / {median('us_kernel_per_msg'):.2f} | {median('out_bytes_per_msg'):,.0f} "
               f"| {span('peak_rss_mb', '{:.0f}')} "
-              f"| {r['written']} / {r['sent']} ({r['kernel_dropped']}) | {span('p50_ms', '{:.1f}')} ; {span('p99_ms', '{:.1f}')} |", flush=True)
+              f"| {r['written']} / {r['sent']} ({r['kernel_dropped']}) | {ack} |", flush=True)
         with open(os.path.join(work, "results.jsonl"), "a") as f:
             for result in results:
                 f.write(json.dumps(result) + "\n")
