@@ -11,23 +11,16 @@ noisy machine where timings are not. The in-memory cost of the same lines
 (`bash bench/callgrind.sh`, `examples/throughput`) is the parse share; the rest is the
 ingest path. Needs valgrind; a benchmark, nothing is asserted.
 """
-import argparse, glob, os, signal, socket, subprocess, tempfile, time
+import argparse, glob, os, signal, socket, subprocess, sys, tempfile, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from compare import count_lines  # noqa: E402
+from ingest import free_port  # noqa: E402
 
 
 def lines_written(path):
-    try:
-        with open(path, "rb") as f:
-            return f.read().count(b"\n")
-    except FileNotFoundError:
-        return 0
+    return count_lines(path) if os.path.exists(path) else 0
 
 
 def total_instructions(binary, corpus, count, work, opts):

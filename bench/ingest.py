@@ -180,7 +180,6 @@ def run_once(binary, corpus, corpus_bytes, lines, transport, sender, connections
     t1 = time.time()
     user1, kernel1, rss = proc_stats(proc.pid)
     user, kernel = user1 - user0, kernel1 - kernel0
-
     latency = {}
     if sink == "kafka":
         for q in (0.5, 0.99):

@@ -95,6 +95,8 @@ struct Outcomes {
     last_logged: FxHashMap<(String, String), (Instant, u64)>,
 }
 
+/// The grammar and status of the latest events and how many of them are not yet
+/// published; no status when there are none.
 #[derive(Default)]
 struct StatusRun {
     grammar: String,
@@ -156,12 +158,9 @@ impl Outcomes {
 
     /// Publishes the run counted but not yet published.
     fn flush(&mut self) {
-        let Some(status) = self.run.status else {
+        let Some(status) = self.run.status.take() else {
             return;
         };
-        if self.run.count == 0 {
-            return;
-        }
         let grammar = self.run.grammar.as_str();
         let slots = match self.status.get_mut(grammar) {
             Some(slots) => slots,
@@ -172,6 +171,5 @@ impl Outcomes {
                 counter!("sluice_parse_total", "grammar" => grammar.to_string(), "status" => status.as_str())
             })
             .increment(self.run.count);
-        self.run.count = 0;
     }
 }
