@@ -543,14 +543,10 @@ impl Pipeline {
             grammar.targets[slot as usize].insert(&mut root, value);
         }
         for (target, value) in &kind.set {
-            if target.get(&root).is_none() {
-                target.insert(&mut root, value.reborrow());
-            }
+            target.insert_if_absent(&mut root, value.reborrow());
         }
         for (target, value) in &kind.ensure {
-            if target.parent_exists(&root) && target.get(&root).is_none() {
-                target.insert(&mut root, value.reborrow());
-            }
+            target.insert_if_parent_exists(&mut root, value.reborrow());
         }
         let class = ocsf::class(kind.class_uid).expect("class checked at compile time");
         root.insert("class_uid", class.uid);

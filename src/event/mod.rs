@@ -81,6 +81,43 @@ impl TargetPath {
         insert_into(child, rest, self.push, value)
     }
 
+    /// Sets `value` only when nothing is at this path yet (`[]` paths: no array yet),
+    /// creating objects on the way, in one walk. True when it was set.
+    pub fn insert_if_absent<'a>(&'a self, root: &mut Object<'a>, value: Node<'a>) -> bool {
+        let Some((Segment::Key(first), rest)) = self.segments.split_first() else {
+            return false;
+        };
+        if rest.is_empty() {
+            return set_if_absent(root, first, self.push, value);
+        }
+        let child = root.entry_or_insert_with(first.as_str(), || Node::Object(Object::new()));
+        insert_into_if_absent(child, rest, self.push, value)
+    }
+
+    /// Sets `value` only when every object on the way to the final key exists and the
+    /// key does not, without creating anything else. True when it was set.
+    pub fn insert_if_parent_exists<'a>(&'a self, root: &mut Object<'a>, value: Node<'a>) -> bool {
+        let Some((last, parents)) = self.segments.split_last() else {
+            return false;
+        };
+        let Segment::Key(last) = last else {
+            // A final index may turn an empty object into an array: the general walk.
+            if self.parent_exists(root) && self.get(root).is_none() {
+                return self.insert(root, value);
+            }
+            return false;
+        };
+        let parent = if parents.is_empty() {
+            root
+        } else {
+            match find_mut(root, parents) {
+                Some(Node::Object(obj)) => obj,
+                _ => return false,
+            }
+        };
+        set_if_absent(parent, last, self.push, value)
+    }
+
     /// The value at this path, if present (`[]` paths: the array).
     pub fn get<'n, 'a>(&self, root: &'n Object<'a>) -> Option<&'n Node<'a>> {
         find(root, &self.segments)
@@ -109,6 +146,73 @@ fn find<'n, 'a>(root: &'n Object<'a>, segments: &[Segment]) -> Option<&'n Node<'
         node?;
     }
     node
+}
+
+fn find_mut<'n, 'a>(root: &'n mut Object<'a>, segments: &[Segment]) -> Option<&'n mut Node<'a>> {
+    let (first, rest) = segments.split_first()?;
+    let Segment::Key(k) = first else {
+        return None;
+    };
+    let mut node = root.get_mut(k)?;
+    for segment in rest {
+        node = match (node, segment) {
+            (Node::Object(obj), Segment::Key(k)) => obj.get_mut(k)?,
+            (Node::Array(arr), Segment::Index(i)) => arr.get_mut(*i)?,
+            _ => return None,
+        };
+    }
+    Some(node)
+}
+
+/// [`set_or_push`] when `key` is absent; a `[]` path's first value starts its array.
+fn set_if_absent<'a>(obj: &mut Object<'a>, key: &'a str, push: bool, value: Node<'a>) -> bool {
+    let value = if push {
+        Node::Array(vec![value])
+    } else {
+        value
+    };
+    obj.insert_if_absent(key, value)
+}
+
+/// [`insert_into`], leaving the tree as it was when something is at the path already.
+fn insert_into_if_absent<'a>(
+    node: &mut Node<'a>,
+    segments: &'a [Segment],
+    push: bool,
+    value: Node<'a>,
+) -> bool {
+    match segments.split_first() {
+        Some((Segment::Key(key), rest)) => {
+            let Node::Object(obj) = node else {
+                return false;
+            };
+            if rest.is_empty() {
+                return set_if_absent(obj, key, push, value);
+            }
+            let child = obj.entry_or_insert_with(key.as_str(), || Node::Object(Object::new()));
+            insert_into_if_absent(child, rest, push, value)
+        }
+        Some((Segment::Index(i), rest)) => {
+            if node.is_empty_object() {
+                *node = Node::Array(Vec::new());
+            }
+            let Node::Array(arr) = node else {
+                return false;
+            };
+            if rest.is_empty() && arr.len() > *i {
+                return false;
+            }
+            while arr.len() <= *i {
+                arr.push(Node::Object(Object::new()));
+            }
+            if rest.is_empty() {
+                arr[*i] = value;
+                return true;
+            }
+            insert_into_if_absent(&mut arr[*i], rest, push, value)
+        }
+        None => false,
+    }
 }
 
 fn set_or_push<'a>(obj: &mut Object<'a>, key: &'a str, push: bool, value: Node<'a>) -> bool {
@@ -195,6 +299,62 @@ mod tests {
         assert!(TargetPath::parse("a[].b").is_err());
         assert!(TargetPath::parse("unmapped.x").is_err());
         assert!(TargetPath::parse("a[x]").is_err());
+    }
+
+    /// The one-walk inserts do what a lookup followed by an insert did, on trees where
+    /// the path is absent, present, blocked by a non-object or ends in an index.
+    #[test]
+    fn one_walk_inserts_match_lookup_then_insert() {
+        let paths = [
+            "severity_id",
+            "device.type_id",
+            "device.os.name",
+            "file.hashes[]",
+            "evidences[0].file.name",
+            "evidences[1]",
+            "a[0]",
+        ];
+        let trees = [
+            json!({}),
+            json!({"severity_id": 2, "device": {"hostname": "h"}}),
+            json!({"device": {"type_id": 1, "os": {}}, "file": {"hashes": [{"a": 1}]}}),
+            json!({"device": "flat", "file": {}, "evidences": [{"x": 1}], "a": {}}),
+            json!({"device": {"os": "text"}, "file": "text", "evidences": [], "a": [5]}),
+            json!({"evidences": {}, "a": "text"}),
+        ];
+        for path in paths {
+            let target = TargetPath::parse(path).unwrap();
+            for tree in &trees {
+                let object = || match Node::from(tree.clone()) {
+                    Node::Object(obj) => obj,
+                    _ => unreachable!("every tree is an object"),
+                };
+                let value = || Node::from(json!("v"));
+                let mut old_set = object();
+                if target.get(&old_set).is_none() {
+                    target.insert(&mut old_set, value());
+                }
+                let mut new_set = object();
+                target.insert_if_absent(&mut new_set, value());
+                assert_eq!(
+                    new_set.into_value(),
+                    old_set.into_value(),
+                    "set {path} on {tree}"
+                );
+
+                let mut old_ensure = object();
+                if target.parent_exists(&old_ensure) && target.get(&old_ensure).is_none() {
+                    target.insert(&mut old_ensure, value());
+                }
+                let mut new_ensure = object();
+                target.insert_if_parent_exists(&mut new_ensure, value());
+                assert_eq!(
+                    new_ensure.into_value(),
+                    old_ensure.into_value(),
+                    "ensure {path} on {tree}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -106,6 +106,21 @@ impl<'a> Object<'a> {
         }
     }
 
+    /// Sets `key` to `value` only when absent (one search); true when it was set.
+    pub fn insert_if_absent(&mut self, key: impl Into<Cow<'a, str>>, value: Node<'a>) -> bool {
+        let key = key.into();
+        match self.position(&key) {
+            Ok(_) => false,
+            Err(i) => {
+                if self.members.capacity() == 0 {
+                    self.members.reserve(8);
+                }
+                self.members.insert(i, Member::new(key, value));
+                true
+            }
+        }
+    }
+
     /// The member at `key`, first set to `make()` when absent.
     pub fn entry_or_insert_with(
         &mut self,
