@@ -71,27 +71,25 @@ impl TargetPath {
     /// Sets (or, for `[]` paths, appends) `value`, creating objects on the way. Returns
     /// false when the tree already has a non-object where the path needs one.
     pub fn insert<'a>(&'a self, root: &mut Object<'a>, value: Node<'a>) -> bool {
-        let Some((Segment::Key(first), rest)) = self.segments.split_first() else {
-            return false;
-        };
-        if rest.is_empty() {
-            return set_or_push(root, first, self.push, value);
-        }
-        let child = root.entry_or_insert_with(first.as_str(), || Node::Object(Object::new()));
-        insert_into(child, rest, self.push, value)
+        self.insert_with(root, value, Present::Replace)
     }
 
     /// Sets `value` only when nothing is at this path yet (`[]` paths: no array yet),
     /// creating objects on the way, in one walk. True when it was set.
     pub fn insert_if_absent<'a>(&'a self, root: &mut Object<'a>, value: Node<'a>) -> bool {
+        self.insert_with(root, value, Present::Keep)
+    }
+
+    #[inline(always)]
+    fn insert_with<'a>(&'a self, root: &mut Object<'a>, value: Node<'a>, present: Present) -> bool {
         let Some((Segment::Key(first), rest)) = self.segments.split_first() else {
             return false;
         };
         if rest.is_empty() {
-            return set_if_absent(root, first, self.push, value);
+            return set_or_push(root, first, self.push, value, present);
         }
         let child = root.entry_or_insert_with(first.as_str(), || Node::Object(Object::new()));
-        insert_into_if_absent(child, rest, self.push, value)
+        insert_into(child, rest, self.push, value, present)
     }
 
     /// Sets `value` only when every object on the way to the final key exists and the
@@ -115,7 +113,7 @@ impl TargetPath {
                 _ => return false,
             }
         };
-        set_if_absent(parent, last, self.push, value)
+        set_or_push(parent, last, self.push, value, Present::Keep)
     }
 
     /// The value at this path, if present (`[]` paths: the array).
@@ -164,58 +162,32 @@ fn find_mut<'n, 'a>(root: &'n mut Object<'a>, segments: &[Segment]) -> Option<&'
     Some(node)
 }
 
-/// [`set_or_push`] when `key` is absent; a `[]` path's first value starts its array.
-fn set_if_absent<'a>(obj: &mut Object<'a>, key: &'a str, push: bool, value: Node<'a>) -> bool {
-    let value = if push {
-        Node::Array(vec![value])
-    } else {
-        value
-    };
-    obj.insert_if_absent(key, value)
+/// What an insert does when the path already holds a value.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Present {
+    /// Replace it (`[]` paths: append to the array).
+    Replace,
+    /// Leave the tree as it is.
+    Keep,
 }
 
-/// [`insert_into`], leaving the tree as it was when something is at the path already.
-fn insert_into_if_absent<'a>(
-    node: &mut Node<'a>,
-    segments: &'a [Segment],
+#[inline(always)]
+fn set_or_push<'a>(
+    obj: &mut Object<'a>,
+    key: &'a str,
     push: bool,
     value: Node<'a>,
+    present: Present,
 ) -> bool {
-    match segments.split_first() {
-        Some((Segment::Key(key), rest)) => {
-            let Node::Object(obj) = node else {
-                return false;
-            };
-            if rest.is_empty() {
-                return set_if_absent(obj, key, push, value);
-            }
-            let child = obj.entry_or_insert_with(key.as_str(), || Node::Object(Object::new()));
-            insert_into_if_absent(child, rest, push, value)
-        }
-        Some((Segment::Index(i), rest)) => {
-            if node.is_empty_object() {
-                *node = Node::Array(Vec::new());
-            }
-            let Node::Array(arr) = node else {
-                return false;
-            };
-            if rest.is_empty() && arr.len() > *i {
-                return false;
-            }
-            while arr.len() <= *i {
-                arr.push(Node::Object(Object::new()));
-            }
-            if rest.is_empty() {
-                arr[*i] = value;
-                return true;
-            }
-            insert_into_if_absent(&mut arr[*i], rest, push, value)
-        }
-        None => false,
+    if present == Present::Keep {
+        // A `[]` path's first value starts its array.
+        let value = if push {
+            Node::Array(vec![value])
+        } else {
+            value
+        };
+        return obj.insert_if_absent(key, value);
     }
-}
-
-fn set_or_push<'a>(obj: &mut Object<'a>, key: &'a str, push: bool, value: Node<'a>) -> bool {
     if !push {
         obj.insert(key, value);
         return true;
@@ -234,6 +206,7 @@ fn insert_into<'a>(
     segments: &'a [Segment],
     push: bool,
     value: Node<'a>,
+    present: Present,
 ) -> bool {
     match segments.split_first() {
         Some((Segment::Key(key), rest)) => {
@@ -241,10 +214,10 @@ fn insert_into<'a>(
                 return false;
             };
             if rest.is_empty() {
-                return set_or_push(obj, key, push, value);
+                return set_or_push(obj, key, push, value, present);
             }
             let child = obj.entry_or_insert_with(key.as_str(), || Node::Object(Object::new()));
-            insert_into(child, rest, push, value)
+            insert_into(child, rest, push, value, present)
         }
         Some((Segment::Index(i), rest)) => {
             // A fresh intermediate node was created as an object; an index makes it an array.
@@ -254,6 +227,9 @@ fn insert_into<'a>(
             let Node::Array(arr) = node else {
                 return false;
             };
+            if rest.is_empty() && present == Present::Keep && arr.len() > *i {
+                return false;
+            }
             while arr.len() <= *i {
                 arr.push(Node::Object(Object::new()));
             }
@@ -261,7 +237,7 @@ fn insert_into<'a>(
                 arr[*i] = value;
                 return true;
             }
-            insert_into(&mut arr[*i], rest, push, value)
+            insert_into(&mut arr[*i], rest, push, value, present)
         }
         None => false,
     }
