@@ -87,10 +87,10 @@ impl ParseError {
 
     fn into_node<'a>(self) -> Node<'a> {
         let mut obj = Object::with_capacity(3);
-        obj.insert("code", self.code);
-        obj.insert("message", self.message);
+        obj.push_sorted("code", self.code);
+        obj.push_sorted("message", self.message);
         if let Some(offset) = self.offset {
-            obj.insert("offset", offset);
+            obj.push_sorted("offset", offset);
         }
         Node::Object(obj)
     }
@@ -601,12 +601,12 @@ impl Pipeline {
         grammar: Option<&'a Arc<Grammar>>,
     ) -> Event<'a> {
         let mut root = Object::with_capacity(16);
-        root.insert("class_uid", 0u32);
-        root.insert("class_name", "Base Event");
-        root.insert("category_uid", 0u32);
-        root.insert("category_name", "Uncategorized");
-        root.insert("activity_id", 0u32);
-        root.insert("type_uid", 0u32);
+        root.push_sorted("activity_id", 0u32);
+        root.push_sorted("category_name", "Uncategorized");
+        root.push_sorted("category_uid", 0u32);
+        root.push_sorted("class_name", "Base Event");
+        root.push_sorted("class_uid", 0u32);
+        root.push_sorted("type_uid", 0u32);
         let name = out.header.app_name.unwrap_or("unknown");
         let product = product(None, Some(Cow::Borrowed(name)), None);
         let unmapped = std::mem::take(&mut out.extra);
@@ -626,23 +626,12 @@ impl Pipeline {
         // The grammar's event kind that mapped the message, and whether it is a heartbeat.
         kind: Option<(&'a str, bool)>,
     ) -> Event<'a> {
-        let severity_id = match root.get("severity_id").and_then(Node::as_i64) {
-            Some(id) => id,
-            None => {
-                root.insert("severity_id", 0u32);
-                0
-            }
-        };
-        root.insert("severity", ocsf::severity_caption(severity_id));
+        let mapped_severity_id = root.get("severity_id").and_then(Node::as_i64);
         let time = root
             .get("time")
             .and_then(Node::as_i64)
             .or(out.header.timestamp_ms)
             .unwrap_or(message.received_ms);
-        root.insert("time", time);
-        if let Some(dt) = time::ms_to_rfc3339(time) {
-            root.insert("time_dt", dt);
-        }
         let metadata = root.entry_or_insert_with("metadata", || Node::Object(Object::new()));
         if let Node::Object(metadata) = metadata {
             if status != Status::Ok {
@@ -658,39 +647,50 @@ impl Pipeline {
             metadata.insert("product", product);
             metadata.insert("version", ocsf::OCSF_VERSION);
         }
+        // Members in key order: each one is appended.
+        let mut sluice = Object::with_capacity(8);
+        if let Some((kind, _)) = kind {
+            sluice.push_sorted("event_kind", kind);
+        }
+        sluice.push_sorted("format", out.format.as_str());
+        if let Some(g) = grammar {
+            sluice.push_sorted("grammar", g.name.as_str());
+        }
+        if kind.is_some_and(|(_, heartbeat)| heartbeat) {
+            sluice.push_sorted("heartbeat", true);
+        }
+        let mut parse = Object::with_capacity(2);
+        parse.push_sorted(
+            "errors",
+            Node::Array(out.errors.into_iter().map(ParseError::into_node).collect()),
+        );
+        parse.push_sorted("status", status.as_str());
+        sluice.push_sorted("parse", parse);
+        sluice.push_sorted("received", received_json(message));
+        sluice.push_sorted("schema_version", SCHEMA_VERSION);
+        if out.header.rfc != syslog::Rfc::None {
+            sluice.push_sorted("syslog", syslog_json(&out.header));
+        }
         // Turning raw_data off saves output for events that were understood; one that was
         // not fully parsed keeps its text, else nothing would carry what the sender meant.
         if self.options.raw_data || status != Status::Ok {
             root.insert("raw_data", out.text);
         }
+        root.insert(
+            "severity",
+            ocsf::severity_caption(mapped_severity_id.unwrap_or(0)),
+        );
+        if mapped_severity_id.is_none() {
+            root.insert("severity_id", 0u32);
+        }
+        root.insert("sluice", sluice);
+        root.insert("time", time);
+        if let Some(dt) = time::ms_to_rfc3339(time) {
+            root.insert("time_dt", dt);
+        }
         if !unmapped.is_empty() {
             root.insert("unmapped", unmapped);
         }
-        // Members in key order, so each insert is an append.
-        let mut sluice = Object::with_capacity(8);
-        if let Some((kind, _)) = kind {
-            sluice.insert("event_kind", kind);
-        }
-        sluice.insert("format", out.format.as_str());
-        if let Some(g) = grammar {
-            sluice.insert("grammar", g.name.as_str());
-        }
-        if kind.is_some_and(|(_, heartbeat)| heartbeat) {
-            sluice.insert("heartbeat", true);
-        }
-        let mut parse = Object::with_capacity(2);
-        parse.insert(
-            "errors",
-            Node::Array(out.errors.into_iter().map(ParseError::into_node).collect()),
-        );
-        parse.insert("status", status.as_str());
-        sluice.insert("parse", parse);
-        sluice.insert("received", received_json(message));
-        sluice.insert("schema_version", SCHEMA_VERSION);
-        if out.header.rfc != syslog::Rfc::None {
-            sluice.insert("syslog", syslog_json(&out.header));
-        }
-        root.insert("sluice", sluice);
         Event {
             tree: Node::Object(root),
             status,
@@ -700,7 +700,7 @@ impl Pipeline {
 
 fn single<'a>(key: impl Into<Cow<'a, str>>, value: Cow<'a, str>) -> Object<'a> {
     let mut obj = Object::with_capacity(1);
-    obj.insert(key, value);
+    obj.push_sorted(key, value);
     obj
 }
 
@@ -710,14 +710,14 @@ fn product<'a>(
     version: Option<Cow<'a, str>>,
 ) -> Object<'a> {
     let mut obj = Object::with_capacity(3);
-    // Members in key order, so each insert is an append.
+    // Members in key order: each one is appended.
     let name = name
         .filter(|v| !v.is_empty())
         .unwrap_or(Cow::Borrowed("unknown"));
-    obj.insert("name", name);
+    obj.push_sorted("name", name);
     for (key, value) in [("vendor_name", vendor), ("version", version)] {
         if let Some(v) = value.filter(|v| !v.is_empty()) {
-            obj.insert(key, v);
+            obj.push_sorted(key, v);
         }
     }
     obj
@@ -753,7 +753,7 @@ fn fold_custom_labels(flat: &mut Vec<FlatField<'_>>) {
 }
 
 fn syslog_json<'a>(header: &SyslogHeader<'a>) -> Object<'a> {
-    // Members in key order, so each insert is an append.
+    // Members in key order: each one is appended.
     let mut obj = Object::with_capacity(12);
     let priority = header.priority;
     for (key, value) in [
@@ -763,11 +763,11 @@ fn syslog_json<'a>(header: &SyslogHeader<'a>) -> Object<'a> {
         ("msgid", header.msgid),
     ] {
         if let Some(v) = value {
-            obj.insert(key, v);
+            obj.push_sorted(key, v);
         }
     }
     if let Some(p) = priority {
-        obj.insert("priority", p);
+        obj.push_sorted("priority", p);
     }
     for (key, value) in [
         ("procid", header.procid),
@@ -775,7 +775,7 @@ fn syslog_json<'a>(header: &SyslogHeader<'a>) -> Object<'a> {
         ("severity", priority.map(|p| syslog::severity_name(p & 7))),
     ] {
         if let Some(v) = value {
-            obj.insert(key, v);
+            obj.push_sorted(key, v);
         }
     }
     if !header.structured_data.is_empty() {
@@ -792,27 +792,27 @@ fn syslog_json<'a>(header: &SyslogHeader<'a>) -> Object<'a> {
                 (Cow::Borrowed(element.id), Node::Object(params))
             })
             .collect();
-        obj.insert("structured_data", sd);
+        obj.push_sorted("structured_data", sd);
     }
     if let Some(v) = header.timestamp_text {
-        obj.insert("timestamp", v);
+        obj.push_sorted("timestamp", v);
     }
     obj
 }
 
 fn received_json(message: &Message) -> Object<'_> {
     let r = &message.received;
-    // Members in key order, so each insert is an append.
+    // Members in key order: each one is appended.
     let mut obj = Object::with_capacity(8);
-    obj.insert("listener", r.listener.as_ref());
+    obj.push_sorted("listener", r.listener.as_ref());
     if let Some(key) = &r.object_key {
-        obj.insert("object_key", key.as_ref());
+        obj.push_sorted("object_key", key.as_ref());
     }
     if let Some(offset) = message.offset {
-        obj.insert("offset", offset);
+        obj.push_sorted("offset", offset);
     }
     if let Some(peer) = &r.peer {
-        obj.insert("peer", peer.as_ref());
+        obj.push_sorted("peer", peer.as_ref());
     }
     if !r.tags.is_empty() {
         let tags: Object<'_> = r
@@ -820,14 +820,14 @@ fn received_json(message: &Message) -> Object<'_> {
             .iter()
             .map(|(k, v)| (Cow::Borrowed(k.as_str()), Node::from(v.as_str())))
             .collect();
-        obj.insert("tags", tags);
+        obj.push_sorted("tags", tags);
     }
     if let Some(subject) = &r.tls_client_subject {
-        obj.insert(
+        obj.push_sorted(
             "tls",
             single("client_subject", Cow::Borrowed(subject.as_ref())),
         );
     }
-    obj.insert("transport", r.transport.as_str());
+    obj.push_sorted("transport", r.transport.as_str());
     obj
 }

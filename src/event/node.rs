@@ -106,6 +106,26 @@ impl<'a> Object<'a> {
         }
     }
 
+    /// Appends `key`, which must sort after every key already here (checked in debug
+    /// builds). For objects whose keys are fixed and written in order (the `sluice` object,
+    /// `received`, `syslog`, `metadata.product`): no search, where `insert` pays one for each
+    /// of the two dozen such members in every event.
+    #[inline]
+    pub fn push_sorted(&mut self, key: impl Into<Cow<'a, str>>, value: impl Into<Node<'a>>) {
+        let member = Member::new(key.into(), value.into());
+        debug_assert!(
+            self.members
+                .last()
+                .is_none_or(|last| last.order(&member).is_lt()),
+            "push_sorted: {:?} does not sort after the last key",
+            member.key
+        );
+        if self.members.capacity() == 0 {
+            self.members.reserve(8);
+        }
+        self.members.push(member);
+    }
+
     /// Sets `key` to `value` only when absent (one search); true when it was set.
     pub fn insert_if_absent(&mut self, key: impl Into<Cow<'a, str>>, value: Node<'a>) -> bool {
         let key = key.into();
@@ -1001,5 +1021,14 @@ mod tests {
         assert_eq!(Node::from(-3i64).as_i64(), Some(-3));
         assert_eq!(Node::UInt(u64::MAX).as_i64(), None);
         same_bytes(json!([f64::MIN_POSITIVE, -0.0, 123456789.0]));
+    }
+
+    #[test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "does not sort after the last key")]
+    fn push_sorted_refuses_a_key_out_of_order() {
+        let mut obj = Object::new();
+        obj.push_sorted("severity_id", 1i64);
+        obj.push_sorted("severity", 2i64);
     }
 }
