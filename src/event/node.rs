@@ -64,6 +64,9 @@ impl<'a> Object<'a> {
         }
     }
 
+    // Inlined, with the search out of line: most lookups end at the last member, and the
+    // call cost more than that comparison.
+    #[inline(always)]
     fn position(&self, key: &str) -> Result<usize, usize> {
         let prefix = key_prefix(key.as_bytes());
         // The last member first: objects are mostly built in key order (grammar slots are
@@ -74,9 +77,14 @@ impl<'a> Object<'a> {
         match compare_keys(last.prefix, &last.key, prefix, key) {
             std::cmp::Ordering::Less => Err(self.members.len()),
             std::cmp::Ordering::Equal => Ok(self.members.len() - 1),
-            std::cmp::Ordering::Greater => self.members[..self.members.len() - 1]
-                .binary_search_by(|m| compare_keys(m.prefix, &m.key, prefix, key)),
+            std::cmp::Ordering::Greater => self.search_before_last(prefix, key),
         }
+    }
+
+    #[inline(never)]
+    fn search_before_last(&self, prefix: u64, key: &str) -> Result<usize, usize> {
+        self.members[..self.members.len() - 1]
+            .binary_search_by(|m| compare_keys(m.prefix, &m.key, prefix, key))
     }
 
     pub fn get(&self, key: &str) -> Option<&Node<'a>> {
@@ -463,19 +471,33 @@ fn needs_escape(b: u8) -> bool {
 /// Writes `s` as a JSON string with serde_json's escapes (`\"`, `\\`, `\b \f \n \r \t`,
 /// `\u00XX` for other control characters; everything else as is). Runs of plain bytes are
 /// found sixteen at a time and copied whole.
+///
+/// Inlined: about a hundred strings per event are short and need no escape, and a call
+/// (saving the registers the long paths use) cost more than testing and copying one.
+#[inline(always)]
 pub fn write_str(out: &mut Vec<u8>, s: &str) {
     let bytes = s.as_bytes();
-    let first = if bytes.len() < 16 {
-        match write_short(out, bytes) {
-            None => return,
-            Some(first) => first,
+    if bytes.len() < 16 {
+        if let Some(first) = write_short(out, bytes) {
+            write_escaped_from(out, bytes, first);
         }
-    } else {
-        match next_json_special(bytes, 0) {
-            Some(first) => first,
-            None => return write_plain(out, bytes),
-        }
-    };
+        return;
+    }
+    write_long(out, bytes);
+}
+
+/// A string of sixteen bytes or more.
+#[inline(never)]
+fn write_long(out: &mut Vec<u8>, bytes: &[u8]) {
+    match next_json_special(bytes, 0) {
+        Some(first) => write_escaped_from(out, bytes, first),
+        None => write_plain(out, bytes),
+    }
+}
+
+/// A string whose first byte to escape is at `first`.
+#[inline(never)]
+fn write_escaped_from(out: &mut Vec<u8>, bytes: &[u8], first: usize) {
     out.reserve(bytes.len() + 2);
     out.push(b'"');
     out.extend_from_slice(&bytes[..first]);
@@ -487,7 +509,7 @@ pub fn write_str(out: &mut Vec<u8>, s: &str) {
 /// nothing and returns the index of its first byte that does. Most keys and many values
 /// are such strings: each is tested and copied as one sixteen-byte block, with no call to
 /// memcpy (two of those, for a string this short, cost more than the rest).
-#[inline]
+#[inline(always)]
 fn write_short(out: &mut Vec<u8>, bytes: &[u8]) -> Option<usize> {
     #[cfg(target_arch = "x86_64")]
     {
