@@ -218,7 +218,11 @@ impl<'a> Object<'a> {
             }
             write_str(out, key);
             out.push(b':');
-            value.write_json(out);
+            // Most values are strings: written here, not through a call per value.
+            match value {
+                Node::Str(s) => write_str(out, s),
+                _ => value.write_json(out),
+            }
         }
         out.push(b'}');
     }
