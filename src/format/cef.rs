@@ -203,8 +203,22 @@ pub fn parse_extension<'a, K: AsRef<str>>(
 }
 
 fn is_key_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-' | b'[' | b']' | b',')
+    KEY_BYTES[b as usize]
 }
+
+/// The bytes a key is made of: one load per byte on the walk back over each key, where the
+/// range tests were a chain of compares.
+static KEY_BYTES: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] =
+            c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-' | b'[' | b']' | b',');
+        b += 1;
+    }
+    table
+};
 
 /// Finds the next `key=` at or after `from`: returns (key start, offset of `=`).
 fn next_key(bytes: &[u8], from: usize) -> Option<(usize, usize)> {
