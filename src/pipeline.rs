@@ -671,6 +671,7 @@ impl Pipeline {
         if out.header.rfc != syslog::Rfc::None {
             sluice.push_sorted("syslog", syslog_json(&out.header));
         }
+        // The root's remaining members in key order, so each lands after the one before.
         // Turning raw_data off saves output for events that were understood; one that was
         // not fully parsed keeps its text, else nothing would carry what the sender meant.
         if self.options.raw_data || status != Status::Ok {

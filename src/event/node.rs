@@ -105,12 +105,18 @@ impl<'a> Object<'a> {
         match self.position(&key) {
             Ok(i) => self.members[i].value = value,
             Err(i) => {
-                // Grow in one step to a size most event objects fit, not 4, 8, 16.
-                if self.members.capacity() == 0 {
-                    self.members.reserve(8);
-                }
+                self.reserve_first();
                 self.members.insert(i, Member::new(key, value))
             }
+        }
+    }
+
+    /// Before an object's first member: grow in one step to a size most event objects fit,
+    /// not 4, 8, 16.
+    #[inline(always)]
+    fn reserve_first(&mut self) {
+        if self.members.capacity() == 0 {
+            self.members.reserve(8);
         }
     }
 
@@ -128,9 +134,7 @@ impl<'a> Object<'a> {
             "push_sorted: {:?} does not sort after the last key",
             member.key
         );
-        if self.members.capacity() == 0 {
-            self.members.reserve(8);
-        }
+        self.reserve_first();
         self.members.push(member);
     }
 
@@ -140,9 +144,7 @@ impl<'a> Object<'a> {
         match self.position(&key) {
             Ok(_) => false,
             Err(i) => {
-                if self.members.capacity() == 0 {
-                    self.members.reserve(8);
-                }
+                self.reserve_first();
                 self.members.insert(i, Member::new(key, value));
                 true
             }
@@ -159,9 +161,7 @@ impl<'a> Object<'a> {
         let i = match self.position(&key) {
             Ok(i) => i,
             Err(i) => {
-                if self.members.capacity() == 0 {
-                    self.members.reserve(8);
-                }
+                self.reserve_first();
                 self.members.insert(i, Member::new(key, make()));
                 i
             }
