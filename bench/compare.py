@@ -19,15 +19,19 @@ parse_syslog + parse_cef + parse_json + JSON encoding), one thread, in memory.
 
     bash bench/compare.sh                 # installs what it needs, then runs this
     python3 bench/compare.py [--messages N] [--runs R] [--receivers sluice/tcp,syslog-ng-raw/udp,...]
+                             [--output file|pipe] [--no-vrl]
 
 The TCP and TLS sender is a near-free one (the corpus in 1 MiB socket writes), so the
 receivers, not the sender, set the pace; on 2 cores the sender still shares the machine,
-which is why CPU seconds per message are the figure to compare. The UDP sender is Python,
-one sendto a line, and does not wait for anyone: a receiver slower than it loses datagrams,
-and the table says how many. TCP and TLS runs check that all lines were written. A
-benchmark: nothing is asserted about speed.
+which is why CPU seconds per message are the figure to compare. With `--output pipe` each
+receiver writes into a FIFO that this script reads and counts instead of a file: on a VM
+that hands freed memory back to its host, filling the page cache costs whoever writes
+most (docs/performance.md), and the FIFO keeps that out of the receivers' CPU figures.
+The UDP sender is Python, one sendto a line, and does not wait for anyone: a receiver
+slower than it loses datagrams, and the table says how many. TCP and TLS runs check that
+all lines were written. A benchmark: nothing is asserted about speed.
 """
-import argparse, os, shutil, socket, ssl, statistics, subprocess, sys, tempfile, time, urllib.request
+import argparse, fcntl, os, shutil, socket, ssl, statistics, subprocess, sys, tempfile, threading, time, urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RSYSLOG = os.path.join(ROOT, "target/e2e-tools/rsyslog")
@@ -38,7 +42,7 @@ RECEIVERS = ("sluice/tcp,syslog-ng-raw/tcp,syslog-ng-parse/tcp,rsyslog-raw/tcp,"
              "sluice/udp,syslog-ng-raw/udp,rsyslog-raw/udp,sluice/tls,syslog-ng-raw/tls,sluice-kafka/tcp")
 
 
-def syslog_ng_config(port, out, parse, transport, tls):
+def syslog_ng_config(port, out, parse, transport, tls, driver="file"):
     # Flow control on (lossless, as sluice is): a full destination holds the sender back.
     extra = ""
     if transport == "udp":
@@ -48,7 +52,7 @@ def syslog_ng_config(port, out, parse, transport, tls):
     source = (f'network(ip("127.0.0.1") port({port}) transport("{transport}") log-msg-size(65536) '
               f'log-iw-size(100000) max-connections(10){extra}{" flags(no-parse)" if not parse else ""})')
     if not parse:
-        body = f'destination d {{ file("{out}" template("${{MSG}}\\n")); }};\nlog {{ source(s); destination(d); flags(flow-control); }};'
+        body = f'destination d {{ {driver}("{out}" template("${{MSG}}\\n")); }};\nlog {{ source(s); destination(d); flags(flow-control); }};'
     else:
         # The nearest syslog-ng 3.38 comes to sluice's work without a CEF parser: syslog
         # header parsing, the CEF header split on "|", key=value extension pairs, the
@@ -60,7 +64,7 @@ parser p_cef_ext {{ kv-parser(prefix("cef.ext.") template("${{cef.extension}}"))
 parser p_cef_json {{ json-parser(prefix("cef.json.") template("${{cef.ext.json}}")); }};
 parser p_pipe {{ kv-parser(prefix("pipe.") pair-separator("|") value-separator(":") template("${{PROGRAM}}:${{MSG}}")); }};
 parser p_members {{ json-parser(prefix("json.") template("{{${{MSG}}}}")); }};
-destination d {{ file("{out}" template("$(format-json --scope rfc5424 --scope nv-pairs --key ISODATE)\\n")); }};
+destination d {{ {driver}("{out}" template("$(format-json --scope rfc5424 --scope nv-pairs --key ISODATE)\\n")); }};
 log {{
   source(s);
   # A parser that fails drops the message from its channel; the next channel (in the end
@@ -151,12 +155,51 @@ def count_lines(path):
     return n
 
 
-def run_once(receiver, binary, data, lines, work):
+class PipeReader(threading.Thread):
+    """Reads a receiver's output from a FIFO, counting lines and bytes, until the receiver
+    closes it. Nothing reaches the page cache, so no receiver pays for first touching the
+    memory it would fill (on this VM, several times the cost of the write itself)."""
+
+    def __init__(self, path):
+        super().__init__(daemon=True)
+        self.path, self.lines, self.bytes = path, 0, 0
+
+    def run(self):
+        fd = os.open(self.path, os.O_RDONLY)  # blocks until the receiver opens it
+        try:
+            fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, 1 << 20)  # fewer wake-ups on both sides
+        except OSError:
+            pass
+        while True:
+            chunk = os.read(fd, 1 << 20)
+            if not chunk:
+                break
+            self.lines += chunk.count(b"\n")
+            self.bytes += len(chunk)
+        os.close(fd)
+
+    def finish(self):
+        """Waits for the end of the output; a receiver that never opened the FIFO gets a
+        writer of ours, so the reader always ends."""
+        if self.is_alive():
+            try:
+                os.close(os.open(self.path, os.O_WRONLY | os.O_NONBLOCK))
+            except OSError:
+                pass  # the receiver has it open (or the reader is past its open)
+        self.join(timeout=120)
+
+
+def run_once(receiver, binary, data, lines, work, output="file"):
     name, transport = receiver.split("/")
     port = free_port()
     out = os.path.join(work, f"{name}.out")
     if os.path.exists(out):
         os.remove(out)
+    reader = None
+    if output == "pipe" and name != "sluice-kafka":
+        os.mkfifo(out)
+        reader = PipeReader(out)
+        reader.start()
     # Write back every dirty page first, so one receiver's output is not flushed to disk
     # (in kernel time) while the next one runs.
     os.sync()
@@ -184,14 +227,15 @@ def run_once(receiver, binary, data, lines, work):
     elif name.startswith("syslog-ng"):
         conf = os.path.join(work, "syslog-ng.conf")
         with open(conf, "w") as f:
-            f.write(syslog_ng_config(port, out, name == "syslog-ng-parse", transport, tls))
+            f.write(syslog_ng_config(port, out, name == "syslog-ng-parse", transport, tls,
+                                     "pipe" if reader else "file"))
         cmd = ["syslog-ng", "-F", "--no-caps", "-f", conf, "-R", os.path.join(work, "sng.persist"),
                "-p", os.path.join(work, "sng.pid"), "-c", os.path.join(work, "sng.ctl")]
         env = None
     else:
         conf = os.path.join(work, "rsyslog.conf")
         with open(conf, "w") as f:
-            f.write(rsyslog_config(port, out, work, transport))
+            f.write(rsyslog_config(port, out, work, transport))  # omfile writes into a FIFO too
         cmd = [os.path.join(RSYSLOG, "usr/sbin/rsyslogd"), "-n", "-i", os.path.join(work, "rsyslog.pid"),
                "-f", conf, "-M", os.path.join(RSYSLOG, "usr/lib/x86_64-linux-gnu/rsyslog")]
         env = dict(os.environ, LD_LIBRARY_PATH=os.path.join(RSYSLOG, "usr/lib/x86_64-linux-gnu"))
@@ -213,6 +257,8 @@ def run_once(receiver, binary, data, lines, work):
                     end = time.time()
                     break
                 size = done
+            elif reader:
+                size = reader.lines
             else:
                 size = os.path.getsize(out) if os.path.exists(out) else 0
             if size != last_size:
@@ -230,13 +276,19 @@ def run_once(receiver, binary, data, lines, work):
         proc.wait(timeout=60)
         if broker_port:
             subprocess.run(["bash", os.path.join(ROOT, "deploy/dev/tansu.sh"), "stop", str(broker_port)], check=False)
-    if name != "sluice-kafka":
+    out_bytes = 0
+    if reader:
+        reader.finish()
+        written, out_bytes = reader.lines, reader.bytes
+        os.remove(out)
+    elif name != "sluice-kafka":
         written = count_lines(out)
+        out_bytes = os.path.getsize(out) if os.path.exists(out) else 0
     user, kernel = user1 - user0, kernel1 - kernel0
     cpu = user + kernel
     return {"msg_per_s": written / (end - t0), "cpu_s": cpu, "us_cpu_per_msg": cpu / max(written, 1) * 1e6,
             "us_user_per_msg": user / max(written, 1) * 1e6, "us_kernel_per_msg": kernel / max(written, 1) * 1e6,
-            "out_bytes_per_msg": os.path.getsize(out) / max(written, 1) if os.path.exists(out) else 0,
+            "out_bytes_per_msg": out_bytes / max(written, 1),
             "rss_mb": rss / 1e6, "written": written, "lost": lines - written,
             "p50_ms": latency.get(0.5), "p99_ms": latency.get(0.99)}
 
@@ -252,6 +304,9 @@ def main():
     p.add_argument("--messages", type=int, default=1_000_000)
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--receivers", default=RECEIVERS, help=f"receiver/transport list (default {RECEIVERS})")
+    p.add_argument("--output", choices=["file", "pipe"], default="file",
+                   help="where receivers write: a file each (default), or a FIFO that this script reads "
+                        "and counts, which takes the page cache out of the CPU figures")
     p.add_argument("--no-vrl", action="store_true", help="skip sluice vs VRL (its first build takes about 10 minutes)")
     args = p.parse_args()
     receivers = args.receivers.split(",")
@@ -280,12 +335,13 @@ def main():
         rmem_max = 0
     print(f"corpus: {lines} lines, {len(data)} bytes ({len(data) / lines:.1f} B/line), {os.cpu_count()} cores, "
           f"{args.runs} runs per receiver (min / median / max); UDP receive buffers capped at "
-          f"net.core.rmem_max = {rmem_max} bytes for every receiver")
+          f"net.core.rmem_max = {rmem_max} bytes for every receiver; output: "
+          + ("a FIFO per receiver, read and counted by this script" if args.output == "pipe" else "a file per receiver"))
     results = {}
     for receiver in receivers:
         runs = []
         for _ in range(args.runs):
-            r = run_once(receiver, binary, data, lines, work)
+            r = run_once(receiver, binary, data, lines, work, args.output)
             if r["written"] != lines and not receiver.endswith("/udp"):
                 raise SystemExit(f"{receiver}: wrote {r['written']} of {lines} lines")
             runs.append(r)

@@ -3,8 +3,9 @@
 # rsyslog (deploy/dev/install-test-tools.sh), builds sluice, and runs every receiver on the
 # same corpus over TCP, UDP and TLS, sluice into a real Kafka broker (tansu), then sluice
 # against VRL on the corpus's CEF lines. Extra arguments go to compare.py (--messages,
-# --runs, --receivers, --no-vrl). With the defaults (1,000,000 messages, 3 runs) about 20
-# minutes on 2 cores, plus about 10 for the first build of the VRL crate.
+# --runs, --receivers, --output file|pipe, --no-vrl). With the defaults (1,000,000
+# messages, 3 runs) about 20 minutes on 2 cores, plus about 10 for the first build of the
+# VRL crate.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash deploy/dev/install-test-tools.sh >/dev/null

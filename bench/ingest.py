@@ -6,7 +6,7 @@ time, and with `--sink file` the bytes written per message), and its peak RSS.
 
     python3 bench/ingest.py [--messages N] [--connections C] [--sink null|file|kafka] [--runs R]
     python3 bench/ingest.py --sink kafka --partitions 3 --compression zstd [--rate MSG_PER_S]
-    python3 bench/ingest.py --sink file --cases tcp:cat [--no-raw-data]
+    python3 bench/ingest.py --sink file --cases tcp:cat [--no-raw-data] [--queue-capacity N]
 
 With `--sink kafka` it starts a tansu broker on loopback (deploy/dev/tansu.sh install) and
 also reports the latency from receiving a message to the broker's acknowledgement (p50 and
@@ -118,7 +118,7 @@ def run_once(binary, corpus, corpus_bytes, lines, transport, sender, connections
     port, metrics_port = free_port(), free_port()
     address = f"127.0.0.1:{port}"
     metrics_address = f"127.0.0.1:{metrics_port}"
-    config = ["[general]\nqueue_capacity = 65536\n"]
+    config = [f"[general]\nqueue_capacity = {opts.queue_capacity}\n"]
     if opts.no_raw_data:
         config.append("raw_data = false\n")
     config.append(f'[[listener]]\nname = "bench"\ntransport = "{transport}"\naddress = "{address}"\n')
@@ -214,6 +214,7 @@ def main():
     p.add_argument("--rate", type=int, default=0, help="loggen messages/s per connection (0: as fast as it can)")
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--cases", default="tcp:cat,tcp:loggen,tls:loggen,udp:loggen")
+    p.add_argument("--queue-capacity", type=int, default=65536, help="sluice's general.queue_capacity")
     p.add_argument("--no-raw-data", action="store_true", help="run sluice with general.raw_data = false")
     args = p.parse_args()
     if not shutil.which("loggen"):
