@@ -1,6 +1,7 @@
 #![no_main]
-//! Any byte stream, pushed in chunks of any size: framing never panics and never yields a
-//! frame longer than the limit; what is left at the end comes out flagged truncated.
+//! Any byte stream, in chunks of any size (pushed, or appended to the framer's read
+//! buffer, in turn): framing never panics and never yields a frame longer than the limit;
+//! what is left at the end comes out flagged truncated.
 use libfuzzer_sys::fuzz_target;
 use sluice::source::framing::Framer;
 
@@ -11,8 +12,13 @@ fuzz_target!(|data: &[u8]| {
     let max = 16 + (split_seed as usize % 64);
     let chunk = 1 + (split_seed as usize % 7);
     let mut framer = Framer::new(max);
-    for piece in stream.chunks(chunk) {
-        framer.push(piece);
+    for (i, piece) in stream.chunks(chunk).enumerate() {
+        // Both ways in: a copy, and a read straight into the framer's buffer.
+        if i % 2 == 0 {
+            framer.push(piece);
+        } else {
+            framer.read_buffer(piece.len()).extend_from_slice(piece);
+        }
         while let Some(frame) = framer.next_frame() {
             assert!(frame.bytes.len() <= max);
         }

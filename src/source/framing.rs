@@ -100,13 +100,7 @@ impl Framer {
     }
 
     pub fn push(&mut self, data: &[u8]) {
-        if self.start > 0 && self.start == self.buf.len() {
-            self.buf.clear();
-            self.start = 0;
-        } else if self.start > 0 && self.start >= self.buf.len() / 2 {
-            self.buf.drain(..self.start);
-            self.start = 0;
-        }
+        self.compact();
         let mut data = data;
         if self.skip > 0 {
             let n = self.skip.min(data.len());
@@ -115,6 +109,28 @@ impl Framer {
             data = &data[n..];
         }
         self.buf.extend_from_slice(data);
+    }
+
+    /// The buffer, with room for at least `room` more bytes, for a read to append to
+    /// directly: the same as reading elsewhere and calling `push`, without copying the
+    /// bytes a second time. Bytes an over-long frame still has to discard are dropped by
+    /// `next_frame`, so the buffer holds at most one frame plus one read, as with `push`.
+    pub fn read_buffer(&mut self, room: usize) -> &mut Vec<u8> {
+        self.compact();
+        self.buf.reserve(room);
+        &mut self.buf
+    }
+
+    /// Drops consumed bytes from the front once they are at least half the buffer, so
+    /// moving what is left costs no more than the bytes consumed.
+    fn compact(&mut self) {
+        if self.start > 0 && self.start == self.buf.len() {
+            self.buf.clear();
+            self.start = 0;
+        } else if self.start > 0 && self.start >= self.buf.len() / 2 {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
     }
 
     /// The next complete frame, if the buffer holds one.
@@ -373,6 +389,41 @@ mod tests {
                 vec![ok("<13>one"), ok("<13>two"), ok("<13>three")],
                 "split at {split}"
             );
+        }
+    }
+
+    #[test]
+    fn reading_into_the_buffer_frames_as_push_does() {
+        // Every framing mode, an over-long frame in each, split at every point: appending
+        // through read_buffer gives the frames, flags and counts that push gives.
+        let streams: [&[u8]; 3] = [
+            b"<13>one\n<13>this one is too long\r\n<13>two\0\n<13>tail",
+            b"7 <13>one30 <13>this counted one is too long8 <13>two\n\n9 <13>thr",
+            b"3 abc<13>lost its count\n4 defg",
+        ];
+        for stream in streams {
+            for split in 0..stream.len() {
+                let run = |direct: bool| {
+                    let mut f = Framer::new(12);
+                    let mut got = Vec::new();
+                    for piece in [&stream[..split], &stream[split..]] {
+                        if direct {
+                            f.read_buffer(piece.len()).extend_from_slice(piece);
+                        } else {
+                            f.push(piece);
+                        }
+                        got.extend(frames(&mut f));
+                    }
+                    got.extend(f.finish().map(|frame| {
+                        (
+                            String::from_utf8_lossy(&frame.bytes).into_owned(),
+                            frame.truncated,
+                        )
+                    }));
+                    (got, f.take_discarded(), f.take_framing_errors())
+                };
+                assert_eq!(run(true), run(false), "split at {split} of {stream:?}");
+            }
         }
     }
 

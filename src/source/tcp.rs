@@ -145,9 +145,9 @@ impl StreamListener {
     ) {
         let mut framer = Framer::new(self.max_message_bytes);
         let mut idle_buffer = [0u8; IDLE_READ_BUFFER];
-        // Empty (no allocation) until a read fills idle_buffer; read into its spare capacity,
-        // so it is never zeroed.
-        let mut flowing_buffer: Vec<u8> = Vec::new();
+        // Set once a read fills idle_buffer: reads then go straight into the framer's
+        // buffer (its spare capacity, never zeroed), READ_BUFFER at a time.
+        let mut flowing = false;
         let mut partial_since: Option<Instant> = None;
         let mut idle_since = Instant::now();
         let end: &'static str = loop {
@@ -160,7 +160,7 @@ impl StreamListener {
                 _ = shutdown.changed() => break closed::SHUTDOWN,
                 read = tokio::time::timeout_at(
                     deadline,
-                    read_some(&mut stream, &mut idle_buffer, &mut flowing_buffer),
+                    read_some(&mut stream, &mut idle_buffer, flowing.then(|| framer.read_buffer(READ_BUFFER))),
                 ) => read,
             };
             let n = match read {
@@ -180,10 +180,7 @@ impl StreamListener {
             let now = Instant::now();
             idle_since = now;
             self.metrics.bytes.increment(n as u64);
-            let flowing = flowing_buffer.capacity() > 0;
-            if flowing {
-                framer.push(&flowing_buffer[..n]);
-            } else {
+            if !flowing {
                 framer.push(&idle_buffer[..n]);
             }
             let received_ms = now_ms();
@@ -193,10 +190,10 @@ impl StreamListener {
             }
             self.account(&mut framer);
             if !flowing && n == IDLE_READ_BUFFER {
-                flowing_buffer = Vec::with_capacity(READ_BUFFER);
+                flowing = true;
             } else if flowing && n < IDLE_READ_BUFFER && !framer.has_partial() {
-                // The sender went quiet: give the large buffers back.
-                flowing_buffer = Vec::new();
+                // The sender went quiet: give the large buffer back.
+                flowing = false;
                 framer.release_buffer();
             }
             partial_since = match (framer.has_partial(), partial_since) {
@@ -272,15 +269,14 @@ impl StreamListener {
     }
 }
 
-/// One read: into `flowing` (its spare capacity) when it has been allocated, else into `idle`.
+/// One read: appended to `flowing` (the framer's buffer) while data flows, else into `idle`.
 async fn read_some<S: AsyncRead + Unpin>(
     stream: &mut S,
     idle: &mut [u8],
-    flowing: &mut Vec<u8>,
+    flowing: Option<&mut Vec<u8>>,
 ) -> std::io::Result<usize> {
-    if flowing.capacity() == 0 {
-        return stream.read(idle).await;
+    match flowing {
+        Some(buffer) => stream.read_buf(buffer).await,
+        None => stream.read(idle).await,
     }
-    flowing.clear();
-    stream.read_buf(flowing).await
 }
