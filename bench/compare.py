@@ -280,7 +280,6 @@ def run_once(receiver, binary, data, lines, work, output="file"):
     if reader:
         reader.finish()
         written, out_bytes = reader.lines, reader.bytes
-        os.remove(out)
     elif name != "sluice-kafka":
         written = count_lines(out)
         out_bytes = os.path.getsize(out) if os.path.exists(out) else 0

@@ -160,7 +160,11 @@ impl StreamListener {
                 _ = shutdown.changed() => break closed::SHUTDOWN,
                 read = tokio::time::timeout_at(
                     deadline,
-                    read_some(&mut stream, &mut idle_buffer, flowing.then(|| framer.read_buffer(READ_BUFFER))),
+                    read_some(
+                        &mut stream,
+                        &mut idle_buffer,
+                        flowing.then(|| framer.read_buffer(READ_BUFFER)),
+                    ),
                 ) => read,
             };
             let n = match read {
