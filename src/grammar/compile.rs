@@ -222,6 +222,7 @@ pub fn compile(file: &str, text: &str) -> Result<Grammar, GrammarError> {
         return Err(ctx.err(0..0, "a grammar needs at least one [[event]]"));
     }
     let mut kinds = Vec::new();
+    let mut spans = Vec::new();
     let count = spec.events.len();
     for (i, event) in spec.events.iter().enumerate() {
         if event.when.is_none() && i + 1 != count {
@@ -234,6 +235,10 @@ pub fn compile(file: &str, text: &str) -> Result<Grammar, GrammarError> {
             ));
         }
         kinds.push(event_kind(&mut ctx, event, &spec.map)?);
+        spans.push(event.class_uid.span());
+    }
+    for (kind, span) in kinds.iter().zip(spans) {
+        check_places(kind, &ctx.targets).map_err(|message| ctx.err(span, message))?;
     }
     let targets = order_slots(ctx.targets, &mut kinds);
     Ok(Grammar {
@@ -446,6 +451,75 @@ fn event_kind(
         set: constants(ctx, &event.set)?,
         ensure: constants(ctx, &event.ensure)?,
     })
+}
+
+/// One event kind writes each place in its output once: a path that needs a place to hold
+/// a value and members (`device`, `device.hostname`), members and elements (`a.b`, `a[0]`),
+/// or one value and a list (`x`, `x[]`, from two rules) is an error naming both paths. The
+/// event builder would keep one of the two and drop the other without a word.
+fn check_places(kind: &EventKind, targets: &[TargetPath]) -> Result<(), String> {
+    if let Some((path, _)) = kind
+        .ensure
+        .iter()
+        .find(|(p, _)| matches!(p.segments.last(), Some(Segment::Index(_))))
+    {
+        return Err(format!(
+            "ensure {:?}: an ensured path ends in a key (it adds a member to an object that exists)",
+            path.text
+        ));
+    }
+    // Rules first: two of them at one place with and without `[]` is the only clash at a
+    // place (a constant at a rule's place is its default, or a class member its override).
+    let class_members: Vec<TargetPath> = [
+        "activity_id",
+        "category_name",
+        "category_uid",
+        "class_name",
+        "class_uid",
+        "type_uid",
+    ]
+    .into_iter()
+    .chain(kind.activity_name.as_ref().map(|_| "activity_name"))
+    .map(|p| TargetPath::parse(p).expect("a plain key"))
+    .collect();
+    let rules: Vec<&TargetPath> = kind
+        .mapper
+        .rules
+        .iter()
+        .map(|r| &targets[r.slot as usize])
+        .collect();
+    let paths: Vec<(&TargetPath, bool)> = rules
+        .iter()
+        .map(|p| (*p, true))
+        .chain(kind.set.iter().map(|(p, _)| (p, false)))
+        .chain(kind.ensure.iter().map(|(p, _)| (p, false)))
+        .chain(class_members.iter().map(|p| (p, false)))
+        .collect();
+    for (i, &(a, a_rule)) in paths.iter().enumerate() {
+        for &(b, b_rule) in &paths[i + 1..] {
+            if overlap(a, b, a_rule && b_rule) {
+                return Err(format!(
+                    "event {:?}: target paths {:?} and {:?} overlap (one place cannot hold a value and members, or members and elements)",
+                    kind.name, a.text, b.text
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn overlap(a: &TargetPath, b: &TargetPath, both_rules: bool) -> bool {
+    for (x, y) in a.segments.iter().zip(&b.segments) {
+        match (x, y) {
+            (Segment::Key(x), Segment::Key(y)) if x != y => return false,
+            (Segment::Index(x), Segment::Index(y)) if x != y => return false,
+            (Segment::Key(_), Segment::Index(_)) | (Segment::Index(_), Segment::Key(_)) => {
+                return true
+            }
+            _ => {}
+        }
+    }
+    a.segments.len() != b.segments.len() || (both_rules && a.push != b.push)
 }
 
 fn regex(

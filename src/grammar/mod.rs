@@ -497,6 +497,67 @@ mod tests {
         assert_eq!(err.line, 5);
     }
 
+    const KIND_HEAD: &str =
+        "name = \"x\"\nformat = \"json\"\n[[event]]\nname = \"a\"\nclass_uid = 2004\nactivity_id = 1\n";
+
+    fn place_error(maps: &[(&str, &str)], constants: &str) -> Result<Grammar, GrammarError> {
+        let mut text = format!("{KIND_HEAD}{constants}\n");
+        for (from, to) in maps {
+            text.push_str(&format!(
+                "[[event.map]]\nfrom = \"{from}\"\nto = \"{to}\"\n"
+            ));
+        }
+        compile("g.toml", &text)
+    }
+
+    #[test]
+    fn one_place_holds_one_thing() {
+        let err = place_error(&[("json.a", "device"), ("json.b", "device.hostname")], "")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "g.toml:5: event \"a\": target paths \"device\" and \"device.hostname\" overlap \
+             (one place cannot hold a value and members, or members and elements)"
+        );
+        for (maps, constants) in [
+            (
+                &[("json.a", "evidences.name"), ("json.b", "evidences[0]")][..],
+                "",
+            ),
+            (&[("json.a", "x"), ("json.b", "x[]")][..], ""),
+            (
+                &[("json.a", "device.hostname")][..],
+                "set = { device = \"d\" }",
+            ),
+            (
+                &[("json.a", "device")][..],
+                "ensure = { \"device.type_id\" = 0 }",
+            ),
+            (&[("json.a", "class_uid.x")][..], ""),
+        ] {
+            let err = place_error(maps, constants).unwrap_err().to_string();
+            assert!(err.contains("overlap"), "{maps:?} {constants}: {err}");
+        }
+        let err = place_error(&[("json.a", "a[0].b")], "ensure = { \"a[1]\" = 0 }")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("ends in a key"), "{err}");
+        // One place from two rules, from a rule and its default, or elements side by side.
+        place_error(
+            &[
+                ("json.a", "device.type_id"),
+                ("json.b", "device.type_id"),
+                ("json.c", "file.hashes[]"),
+                ("json.d", "file.hashes[]"),
+                ("json.e", "evidences[0].name"),
+                ("json.f", "evidences[1].name"),
+            ],
+            "set = { \"device.type_id\" = 0, \"file.hashes\" = [] }",
+        )
+        .unwrap();
+    }
+
     use serde_json::Value;
 
     fn map_json(grammar: &Grammar, json: Value) -> (Option<&str>, Mapped<'_>) {
