@@ -119,6 +119,18 @@ fn every_outcome_is_counted_with_a_reason() {
         assert!(event["raw_data"].is_string());
         common::assert_valid(&event);
     }
+    // Invalid UTF-8 is reported where it starts, past valid multi-byte characters too.
+    let cut_character = ["CEF:0|v|p|1|s|n|5|a=é€😀 ".as_bytes(), b"\xe2\x82"].concat();
+    for (input, at) in [
+        (b"CEF:0|v|p|1|s|n|5|a=\xff\xfe".to_vec(), 20),
+        (cut_character, 30),
+    ] {
+        let event = pipeline.parse(&common::message(&input, false));
+        assert_eq!(
+            event["sluice"]["parse"]["errors"][0]["offset"], at,
+            "{input:?}"
+        );
+    }
 }
 
 #[test]
