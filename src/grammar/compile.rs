@@ -222,7 +222,6 @@ pub fn compile(file: &str, text: &str) -> Result<Grammar, GrammarError> {
         return Err(ctx.err(0..0, "a grammar needs at least one [[event]]"));
     }
     let mut kinds = Vec::new();
-    let mut spans = Vec::new();
     let count = spec.events.len();
     for (i, event) in spec.events.iter().enumerate() {
         if event.when.is_none() && i + 1 != count {
@@ -234,11 +233,10 @@ pub fn compile(file: &str, text: &str) -> Result<Grammar, GrammarError> {
                 ),
             ));
         }
-        kinds.push(event_kind(&mut ctx, event, &spec.map)?);
-        spans.push(event.class_uid.span());
-    }
-    for (kind, span) in kinds.iter().zip(spans) {
-        check_places(kind, &ctx.targets).map_err(|message| ctx.err(span, message))?;
+        let kind = event_kind(&mut ctx, event, &spec.map)?;
+        check_places(&kind, &ctx.targets)
+            .map_err(|message| ctx.err(event.class_uid.span(), message))?;
+        kinds.push(kind);
     }
     let targets = order_slots(ctx.targets, &mut kinds);
     Ok(Grammar {
@@ -482,15 +480,11 @@ fn check_places(kind: &EventKind, targets: &[TargetPath]) -> Result<(), String> 
     .chain(kind.activity_name.as_ref().map(|_| "activity_name"))
     .map(|p| TargetPath::parse(p).expect("a plain key"))
     .collect();
-    let rules: Vec<&TargetPath> = kind
+    let paths: Vec<(&TargetPath, bool)> = kind
         .mapper
         .rules
         .iter()
-        .map(|r| &targets[r.slot as usize])
-        .collect();
-    let paths: Vec<(&TargetPath, bool)> = rules
-        .iter()
-        .map(|p| (*p, true))
+        .map(|r| (&targets[r.slot as usize], true))
         .chain(kind.set.iter().map(|(p, _)| (p, false)))
         .chain(kind.ensure.iter().map(|(p, _)| (p, false)))
         .chain(class_members.iter().map(|p| (p, false)))
