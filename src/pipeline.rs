@@ -350,7 +350,11 @@ impl Pipeline {
             }
             if embedded.is_none() && grammar.json_keys.iter().any(|k| k == field.key) {
                 let at = ext_at + field.offset;
-                match json::parse_lenient(&field.value, made) {
+                let parsed = match &field.value {
+                    Cow::Borrowed(text) => json::parse_lenient_in_place(text, made),
+                    Cow::Owned(text) => json::parse_lenient(text, made),
+                };
+                match parsed {
                     Ok((value, repairs)) => {
                         if repairs.any() {
                             out.errors.push(ParseError::new(

@@ -2,11 +2,13 @@
 //! exports: arrays, NDJSON, concatenated pretty-printed objects), and a lenient repair for
 //! the broken JSON Symantec EDR embeds in CEF `json=`.
 //!
-//! Parsed with serde_json. sonic-rs, parsing into the same tree, saved about 2 % of a
-//! Symantec event's instructions, but its nesting limit (255 levels, serde_json's is 128)
-//! let deeply nested input overflow a 2 MiB thread stack (docs/performance.md,
-//! 2026-12-04); serde_json's limit turns deep nesting into an error instead.
+//! Parsed by `json_tree` straight into the event tree where it can, else by serde_json,
+//! which gives the same tree and the errors. sonic-rs, parsing into the same tree, saved
+//! about 2 % of a Symantec event's instructions, but its nesting limit (255 levels,
+//! serde_json's is 128) let deeply nested input overflow a 2 MiB thread stack
+//! (docs/performance.md, 2026-12-04); serde_json's limit turns deep nesting into an error.
 
+use super::json_tree;
 use crate::event::Node;
 
 /// What a lenient parse had to repair. Each becomes part of the `json_repaired` error text.
@@ -69,7 +71,10 @@ fn keep(made: &Made, text: String) -> Result<&str, String> {
 
 /// A strict parse of one JSON value; strings without escapes borrow from `text`.
 pub fn parse(text: &str) -> Result<Node<'_>, serde_json::Error> {
-    serde_json::from_str(text)
+    match json_tree::parse_whole(text) {
+        Some(value) => Ok(value),
+        None => serde_json::from_str(text),
+    }
 }
 
 /// Braceless members `"a":1,"b":"x"` → the object they describe.
@@ -80,8 +85,8 @@ pub fn parse_members<'a>(text: &str, made: &'a Made) -> Result<Node<'a>, serde_j
     wrapped.push_str(trimmed);
     wrapped.push('}');
     match keep(made, wrapped) {
-        Ok(kept) => serde_json::from_str(kept),
-        Err(wrapped) => serde_json::from_str::<Node>(&wrapped).map(Node::into_owned),
+        Ok(kept) => parse(kept),
+        Err(wrapped) => parse(&wrapped).map(Node::into_owned),
     }
 }
 
@@ -94,7 +99,7 @@ pub fn parse_lenient<'a>(text: &str, made: &'a Made) -> Result<(Node<'a>, Repair
     let braceless = trimmed.starts_with('"');
     // A lone JSON string is valid as it is; braceless members fail at their first ':'.
     if braceless {
-        if let Ok(value) = serde_json::from_str::<Node>(trimmed) {
+        if let Ok(value) = parse(trimmed) {
             return Ok((value.into_owned(), Repairs::default()));
         }
     }
@@ -114,30 +119,59 @@ pub fn parse_lenient<'a>(text: &str, made: &'a Made) -> Result<(Node<'a>, Repair
     Ok((value, repairs))
 }
 
+/// As [`parse_lenient`], for text that lives as long as the event: the repairs are made
+/// while parsing, and strings borrow from `text`, so the value is neither copied nor
+/// scanned twice. What the parse declines (an error, a rare shape) takes
+/// [`parse_lenient`], so results and error texts are the same.
+pub fn parse_lenient_in_place<'a>(
+    text: &'a str,
+    made: &'a Made,
+) -> Result<(Node<'a>, Repairs), String> {
+    let trimmed = text.trim();
+    let braceless = trimmed.starts_with('"');
+    if braceless {
+        if let Ok(value) = parse(trimmed) {
+            return Ok((value, Repairs::default()));
+        }
+    }
+    let Some((value, end, repaired)) = json_tree::parse_lenient_first(trimmed, braceless) else {
+        return parse_lenient(text, made);
+    };
+    let mut repairs = Repairs {
+        added_opening_brace: braceless,
+        invalid_escapes: repaired.invalid_escapes,
+        raw_control_chars: repaired.raw_control_chars,
+        trailing: None,
+    };
+    // As `parse_lenient`, which repairs the text after the value too (counted, and kept
+    // repaired).
+    let mut rest = String::new();
+    fix_strings(&trimmed[end..], &mut rest, &mut repairs);
+    keep_trailing(&rest, &mut repairs);
+    Ok((value, repairs))
+}
+
+fn keep_trailing(rest: &str, repairs: &mut Repairs) {
+    let rest = rest.trim();
+    if !rest.is_empty() {
+        repairs.trailing = Some(rest.to_string());
+    }
+}
+
 /// The first JSON value in `text`; what follows it goes to `repairs.trailing`.
 fn first_value<'t>(text: &'t str, repairs: &mut Repairs) -> Result<Node<'t>, String> {
+    if let Some((value, end)) = json_tree::parse_first(text) {
+        keep_trailing(&text[end..], repairs);
+        return Ok(value);
+    }
     let mut stream = serde_json::Deserializer::from_str(text).into_iter::<Node>();
     match stream.next() {
         Some(Ok(value)) => {
-            let rest = text[stream.byte_offset()..].trim();
-            if !rest.is_empty() {
-                repairs.trailing = Some(rest.to_string());
-            }
+            keep_trailing(&text[stream.byte_offset()..], repairs);
             Ok(value)
         }
         Some(Err(e)) => Err(format!("invalid JSON even after repair: {e}")),
         None => Err("empty JSON value".to_string()),
-    }
-}
-
-/// Whether the backslash at `at` starts an escape JSON allows.
-fn starts_valid_escape(bytes: &[u8], at: usize) -> bool {
-    match bytes.get(at + 1) {
-        Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => true,
-        Some(b'u') => {
-            bytes.len() >= at + 6 && bytes[at + 2..at + 6].iter().all(u8::is_ascii_hexdigit)
-        }
-        _ => false,
     }
 }
 
@@ -160,7 +194,7 @@ fn fix_strings(text: &str, out: &mut String, repairs: &mut Repairs) {
                     break;
                 }
                 b'\\' => {
-                    if starts_valid_escape(bytes, i) {
+                    if json_tree::starts_escape(bytes, i) {
                         i += 2;
                     } else {
                         out.push_str(&text[copied..i]);
@@ -190,6 +224,8 @@ mod tests {
     #[test]
     fn symantec_missing_brace_and_paths() {
         let text = r#""actual_action":"Quarantined","file":{"folder":"C:\Users\Admin\Downloads","name":"a.exe"},"sep_installed":true}"#;
+        // That one is repaired in place, not by the fallback.
+        assert!(json_tree::parse_lenient_first(r#""f":"C:\Users","g":1} rest"#, true).is_some());
         let made = Made::new();
         let (value, repairs) = parse_lenient(text, &made).unwrap();
         let value = value.into_value();
@@ -201,6 +237,8 @@ mod tests {
 
     #[test]
     fn valid_json_needs_no_repair() {
+        // That one is repaired in place, not by the fallback.
+        assert!(json_tree::parse_lenient_first(r#""f":"C:\Users","g":1} rest"#, true).is_some());
         let made = Made::new();
         let (value, repairs) = parse_lenient(r#"{"a":"C:\\x"}"#, &made).unwrap();
         let value = value.into_value();
@@ -210,6 +248,8 @@ mod tests {
 
     #[test]
     fn trailing_garbage_is_kept_apart() {
+        // That one is repaired in place, not by the fallback.
+        assert!(json_tree::parse_lenient_first(r#""f":"C:\Users","g":1} rest"#, true).is_some());
         let made = Made::new();
         let (value, repairs) = parse_lenient(r#"{"a":1} tail=x"#, &made).unwrap();
         let value = value.into_value();
@@ -281,7 +321,7 @@ mod tests {
                     i += 1;
                 }
                 b'\\' => {
-                    if starts_valid_escape(bytes, i) {
+                    if json_tree::starts_escape(bytes, i) {
                         i += 2;
                     } else {
                         out.push_str(&text[copied..i]);
@@ -317,11 +357,73 @@ mod tests {
         }
     }
 
+    /// The repair made while parsing gives what the copy-and-reparse path gives.
+    fn same_as_repair_then_parse(text: &str) -> Result<(), proptest::test_runner::TestCaseError> {
+        let (made_in_place, made_copied) = (Made::new(), Made::new());
+        let in_place = parse_lenient_in_place(text, &made_in_place);
+        let copied = parse_lenient(text, &made_copied);
+        proptest::prop_assert_eq!(in_place, copied, "{:?}", text);
+        Ok(())
+    }
+
+    #[test]
+    fn in_place_repair_on_hand_picked_texts() {
+        for text in [
+            r#""actual_action":"Quarantined","file":{"folder":"C:\Users\Admin\Downloads","name":"a.exe"},"sep_installed":true}"#,
+            "{\"a\":\"C:\\x\",\"b\":\"\\u00e9\\ud83d\\ude00\",\"c\":\"\\ud83d\"} tail \\q \"x\\y\u{1}\"",
+            "{\"a\":\"C:\\x\",\"b\":\"\\u00e9\\ud83d\\ude00\"} tail \\q \"x\\y\u{1}\"",
+            "{\"tab\":\"a\tb\u{1f}\",\"n\":[1,-2,0.5,-0,1e2]}",
+            r#"{"end":"x\"#,
+            r#""lone""#,
+            r#""a":1,}"#,
+            "  {\"a\":{}}  ",
+            "[1,2]",
+            "",
+        ] {
+            same_as_repair_then_parse(text).unwrap();
+        }
+        // That one is repaired in place, not by the fallback.
+        assert!(json_tree::parse_lenient_first(r#""f":"C:\Users","g":1} rest"#, true).is_some());
+        let made = Made::new();
+        let (value, repairs) =
+            parse_lenient_in_place(r#""f":"C:\Users","g":1} rest"#, &made).unwrap();
+        assert_eq!(value.get("f").and_then(Node::as_str), Some(r"C:\Users"));
+        assert!(repairs.added_opening_brace);
+        assert_eq!(repairs.invalid_escapes, 1);
+        assert_eq!(repairs.trailing.as_deref(), Some("rest"));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn in_place_repair_matches_repair_then_parse(
+            soup in "[\"\\\\a-zU0-9u:{},\\[\\] \\x00-\\x1f é]{0,60}"
+        ) {
+            same_as_repair_then_parse(&soup)?;
+        }
+
+        #[test]
+        fn in_place_repair_of_symantec_shaped_values(
+            junk in proptest::collection::vec(
+                "([a-z ]|\\\\[A-Za-z\"\\\\/]|\\\\u[0-9a-fA-FdD]{4}|[\\x00-\\x1f]|é)+", 3),
+            braceless in proptest::bool::ANY,
+            tail in "( [a-z=\"\\\\\\x01]{0,8})?",
+        ) {
+            let body = format!(
+                r#""a":"{}","o":{{"b":"{}","n":[1,2.5,-3]}},"c":"{}"}}{}"#,
+                junk[0], junk[1], junk[2], tail
+            );
+            let text = if braceless { body } else { format!("{{{body}") };
+            same_as_repair_then_parse(&text)?;
+        }
+    }
+
     #[test]
     fn deep_nesting_is_an_error_not_a_crash() {
         let deep = "[".repeat(100_000);
         assert!(parse(&deep).is_err());
         assert!(parse_lenient(&deep, &Made::new()).is_err());
+        assert!(parse_lenient_in_place(&deep, &Made::new()).is_err());
+        assert!(parse_lenient_in_place(&"\"a\":{".repeat(100_000), &Made::new()).is_err());
         assert!(parse_members(&"{\"a\":".repeat(100_000), &Made::new()).is_err());
     }
 }

@@ -4,6 +4,7 @@
 pub mod cef;
 pub mod detect;
 pub mod json;
+mod json_tree;
 pub mod kv;
 pub mod pipe;
 
