@@ -31,14 +31,14 @@ pub struct Object<'a> {
 
 /// A key with its [`key_prefix`], kept so most comparisons are one integer compare.
 #[derive(Clone, Debug, PartialEq)]
-struct Member<'a> {
+pub(crate) struct Member<'a> {
     prefix: u64,
     key: Cow<'a, str>,
     value: Node<'a>,
 }
 
 impl<'a> Member<'a> {
-    fn new(key: Cow<'a, str>, value: Node<'a>) -> Self {
+    pub(crate) fn new(key: Cow<'a, str>, value: Node<'a>) -> Self {
         Member {
             prefix: key_prefix(key.as_bytes()),
             key,
@@ -136,6 +136,12 @@ impl<'a> Object<'a> {
         );
         self.reserve_first();
         self.members.push(member);
+    }
+
+    /// The last member's key and value: where a run of appends to one array continues.
+    #[inline]
+    pub(crate) fn last_mut(&mut self) -> Option<(&str, &mut Node<'a>)> {
+        self.members.last_mut().map(|m| (&*m.key, &mut m.value))
     }
 
     /// Sets `key` to `value` only when absent (one search); true when it was set.
@@ -275,20 +281,29 @@ impl<'a> Object<'a> {
     /// Sorts `members` by key; of repeated keys the last one wins, as repeated inserts into
     /// a map would (and as serde_json keeps the last of a JSON object's duplicate keys).
     pub(crate) fn from_members(members: Vec<(Cow<'a, str>, Node<'a>)>) -> Self {
-        let mut members: Vec<Member<'a>> = members
-            .into_iter()
-            .map(|(key, value)| Member::new(key, value))
-            .collect();
-        // Stable, so repeated keys keep their order.
-        members.sort_by(Member::order);
-        // `dedup_by` keeps the earlier of two equal neighbours: hand it the later value.
-        members.dedup_by(|later, kept| {
-            let same = later.key == kept.key;
-            if same {
-                std::mem::swap(&mut later.value, &mut kept.value);
-            }
-            same
-        });
+        Object::from_unsorted(
+            members
+                .into_iter()
+                .map(|(key, value)| Member::new(key, value))
+                .collect(),
+        )
+    }
+
+    /// As [`Object::from_members`], for members already paired with their key prefixes.
+    pub(crate) fn from_unsorted(mut members: Vec<Member<'a>>) -> Self {
+        // Most objects arrive in key order: one pass instead of a sort.
+        if !members.is_sorted_by(|a, b| a.order(b).is_lt()) {
+            // Stable, so repeated keys keep their order.
+            members.sort_by(Member::order);
+            // `dedup_by` keeps the earlier of two equal neighbours: hand it the later value.
+            members.dedup_by(|later, kept| {
+                let same = later.key == kept.key;
+                if same {
+                    std::mem::swap(&mut later.value, &mut kept.value);
+                }
+                same
+            });
+        }
         Object { members }
     }
 }
