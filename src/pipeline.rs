@@ -543,9 +543,7 @@ impl Pipeline {
         }
         let winners = kind.resolve(grammar, mapped.values, &mut unmapped);
         let mut root = Object::with_capacity(24);
-        for (slot, value) in winners {
-            grammar.targets[slot as usize].insert(&mut root, value);
-        }
+        crate::event::build_sorted(&mut root, &grammar.targets, winners);
         for (target, value) in &kind.set {
             target.insert_if_absent(&mut root, value.reborrow());
         }

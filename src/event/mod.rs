@@ -147,6 +147,94 @@ fn find<'n, 'a>(root: &'n Object<'a>, segments: &[Segment]) -> Option<&'n Node<'
     node
 }
 
+/// Builds `root` (empty) from values sorted by slot, where slot order is the order of the
+/// target paths and no two paths of the set overlap (a grammar's event kind: compile.rs
+/// numbers the slots so and checks the overlaps). The same tree as inserting each value
+/// along its path, but each object is filled by appends: a path that shares its parents
+/// with the one before continues in the objects still open, and an object is attached to
+/// its parent when the paths move past it. No key search, no walk from the root.
+pub fn build_sorted<'a>(
+    root: &mut Object<'a>,
+    targets: &'a [TargetPath],
+    values: impl IntoIterator<Item = (u16, Node<'a>)>,
+) {
+    debug_assert!(root.is_empty());
+    // The objects and arrays open below the root, outermost first, each with the segment
+    // that leads to it from its parent.
+    let mut open: Vec<(&'a Segment, Node<'a>)> = Vec::with_capacity(8);
+    for (slot, value) in values {
+        let target = &targets[slot as usize];
+        let Some((leaf, parents)) = target.segments.split_last() else {
+            continue;
+        };
+        let shared = open
+            .iter()
+            .zip(parents)
+            .take_while(|((open, _), wanted)| *open == *wanted)
+            .count();
+        close_down_to(root, &mut open, shared);
+        for (i, segment) in parents.iter().enumerate().skip(shared) {
+            // The segment after this one says what this place holds.
+            let container = match target.segments[i + 1] {
+                Segment::Index(_) => Node::Array(Vec::new()),
+                Segment::Key(_) => Node::Object(Object::new()),
+            };
+            open.push((segment, container));
+        }
+        match open.last_mut() {
+            None => attach(root, leaf, value, target.push),
+            Some((_, Node::Object(obj))) => attach(obj, leaf, value, target.push),
+            Some((_, Node::Array(arr))) => place(arr, leaf, value),
+            Some(_) => unreachable!("only objects and arrays are opened"),
+        }
+    }
+    close_down_to(root, &mut open, 0);
+}
+
+/// Attaches the open places deeper than `depth` to their parents, innermost first.
+fn close_down_to<'a>(root: &mut Object<'a>, open: &mut Vec<(&'a Segment, Node<'a>)>, depth: usize) {
+    while open.len() > depth {
+        let (segment, node) = open.pop().expect("longer than depth");
+        match open.last_mut() {
+            None => attach(root, segment, node, false),
+            Some((_, Node::Object(obj))) => attach(obj, segment, node, false),
+            Some((_, Node::Array(arr))) => place(arr, segment, node),
+            Some(_) => unreachable!("only objects and arrays are opened"),
+        }
+    }
+}
+
+/// Appends `key: value` to `obj`; a `[]` path's values go into one array under the key.
+fn attach<'a>(obj: &mut Object<'a>, segment: &'a Segment, value: Node<'a>, push: bool) {
+    let Segment::Key(key) = segment else {
+        unreachable!("an object's places are keys (compile.rs checks the overlaps)");
+    };
+    if push {
+        if let Some((last, Node::Array(arr))) = obj.last_mut() {
+            if last == key {
+                arr.push(value);
+                return;
+            }
+        }
+        obj.push_sorted(key.as_str(), Node::Array(vec![value]));
+    } else {
+        obj.push_sorted(key.as_str(), value);
+    }
+}
+
+/// Puts `value` at its index in `arr`, after empty objects for any indexes no path filled
+/// (as [`insert_into`] pads).
+fn place<'a>(arr: &mut Vec<Node<'a>>, segment: &Segment, value: Node<'a>) {
+    let Segment::Index(i) = *segment else {
+        unreachable!("an array's places are indexes (compile.rs checks the overlaps)");
+    };
+    while arr.len() < i {
+        arr.push(Node::Object(Object::new()));
+    }
+    debug_assert_eq!(arr.len(), i, "indexes arrive in order, each once");
+    arr.push(value);
+}
+
 fn find_mut<'n, 'a>(root: &'n mut Object<'a>, segments: &[Segment]) -> Option<&'n mut Node<'a>> {
     let (first, rest) = segments.split_first()?;
     let Segment::Key(k) = first else {

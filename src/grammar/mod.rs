@@ -477,6 +477,55 @@ mod tests {
         );
     }
 
+    /// The event builder appends each kind's mapped values in slot order; inserting each
+    /// along its path from the root must give the same tree, whichever of a kind's places
+    /// are filled and however many values a `[]` place gets.
+    #[test]
+    fn values_built_in_slot_order_match_inserting_each_along_its_path() {
+        let set = GrammarSet::embedded().unwrap();
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let mut compared = 0;
+        for grammar in set.iter() {
+            for kind in &grammar.kinds {
+                let mut slots: Vec<u16> = kind.mapper.rules.iter().map(|r| r.slot).collect();
+                slots.sort_unstable();
+                slots.dedup();
+                for round in 0..200 {
+                    // All places on the first round, then random subsets.
+                    let mut values: Vec<(u16, Node<'_>)> = Vec::new();
+                    for &slot in &slots {
+                        if round > 0 && next() % 3 == 0 {
+                            continue;
+                        }
+                        let copies = if grammar.targets[slot as usize].push {
+                            1 + next() % 3
+                        } else {
+                            1
+                        };
+                        for copy in 0..copies {
+                            values.push((slot, Node::from(format!("{slot}/{copy}"))));
+                        }
+                    }
+                    let mut inserted = Object::new();
+                    for (slot, value) in values.clone() {
+                        assert!(grammar.targets[slot as usize].insert(&mut inserted, value));
+                    }
+                    let mut built = Object::new();
+                    crate::event::build_sorted(&mut built, &grammar.targets, values);
+                    assert_eq!(built, inserted, "{} {}", grammar.name, kind.name);
+                    compared += 1;
+                }
+            }
+        }
+        assert!(compared > 1000, "{compared}");
+    }
+
     #[test]
     fn errors_name_file_and_line() {
         let text = "name = \"x\"\nformat = \"cef\"\n\n[[event]]\nname = \"a\"\nclass_uid = 2004\nactivity_id = 1\n[[event.map]]\nfrom = \"cef.src\"\nto = \"src_endpoint.ip\"\ntransform = \"ipv9\"\n";
