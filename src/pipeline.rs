@@ -551,15 +551,15 @@ impl Pipeline {
             target.insert_if_parent_exists(&mut root, value.reborrow());
         }
         let class = ocsf::class(kind.class_uid).expect("class checked at compile time");
-        root.insert("class_uid", class.uid);
-        root.insert("class_name", class.name);
-        root.insert("category_uid", class.category_uid);
-        root.insert("category_name", class.category_name);
-        root.insert("activity_id", kind.activity_id);
-        if let Some(name) = &kind.activity_name {
-            root.insert("activity_name", name.as_str());
-        }
-        root.insert("type_uid", class.uid as u64 * 100 + kind.activity_id as u64);
+        let class = ClassMembers {
+            activity_id: kind.activity_id,
+            activity_name: kind.activity_name.as_deref(),
+            category_name: class.category_name,
+            category_uid: class.category_uid,
+            class_name: class.name,
+            class_uid: class.uid,
+            type_uid: class.uid as u64 * 100 + kind.activity_id as u64,
+        };
         let product = match cef_header {
             Some(h) => product(
                 Some(h.vendor.clone()),
@@ -586,6 +586,7 @@ impl Pipeline {
             message,
             out,
             root,
+            class,
             product,
             unmapped,
             status,
@@ -602,17 +603,22 @@ impl Pipeline {
         status: Status,
         grammar: Option<&'a Arc<Grammar>>,
     ) -> Event<'a> {
-        let mut root = Object::with_capacity(16);
-        root.push_sorted("activity_id", 0u32);
-        root.push_sorted("category_name", "Uncategorized");
-        root.push_sorted("category_uid", 0u32);
-        root.push_sorted("class_name", "Base Event");
-        root.push_sorted("class_uid", 0u32);
-        root.push_sorted("type_uid", 0u32);
+        let class = ClassMembers {
+            activity_id: 0,
+            activity_name: None,
+            category_name: "Uncategorized",
+            category_uid: 0,
+            class_name: "Base Event",
+            class_uid: 0,
+            type_uid: 0,
+        };
         let name = out.header.app_name.unwrap_or("unknown");
         let product = product(None, Some(Cow::Borrowed(name)), None);
         let unmapped = std::mem::take(&mut out.extra);
-        self.finish(message, out, root, product, unmapped, status, grammar, None)
+        let root = Object::new();
+        self.finish(
+            message, out, root, class, product, unmapped, status, grammar, None,
+        )
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -621,6 +627,7 @@ impl Pipeline {
         message: &'a Message,
         out: Outcome<'a>,
         mut root: Object<'a>,
+        class: ClassMembers<'a>,
         product: Object<'a>,
         unmapped: Object<'a>,
         status: Status,
@@ -673,32 +680,57 @@ impl Pipeline {
         if out.header.rfc != syslog::Rfc::None {
             sluice.push_sorted("syslog", syslog_json(&out.header));
         }
-        // The root's remaining members in key order, so each lands after the one before.
+        // The members every event gets, in key order, merged into the mapped ones in one
+        // pass: they interleave with them, and inserted one by one each cost a search and
+        // a shift. Each replaces a mapped value at its key (a class member overrides a
+        // rule; the time is the mapped one or its fallback).
+        let mut fixed = Object::with_capacity(16);
+        fixed.push_sorted("activity_id", class.activity_id);
+        if let Some(name) = class.activity_name {
+            fixed.push_sorted("activity_name", name);
+        }
+        fixed.push_sorted("category_name", class.category_name);
+        fixed.push_sorted("category_uid", class.category_uid);
+        fixed.push_sorted("class_name", class.class_name);
+        fixed.push_sorted("class_uid", class.class_uid);
         // Turning raw_data off saves output for events that were understood; one that was
         // not fully parsed keeps its text, else nothing would carry what the sender meant.
         if self.options.raw_data || status != Status::Ok {
-            root.insert("raw_data", out.text);
+            fixed.push_sorted("raw_data", out.text);
         }
-        root.insert(
+        fixed.push_sorted(
             "severity",
             ocsf::severity_caption(mapped_severity_id.unwrap_or(0)),
         );
         if mapped_severity_id.is_none() {
-            root.insert("severity_id", 0u32);
+            fixed.push_sorted("severity_id", 0u32);
         }
-        root.insert("sluice", sluice);
-        root.insert("time", time);
+        fixed.push_sorted("sluice", sluice);
+        fixed.push_sorted("time", time);
         if let Some(dt) = time::ms_to_rfc3339(time) {
-            root.insert("time_dt", dt);
+            fixed.push_sorted("time_dt", dt);
         }
+        fixed.push_sorted("type_uid", class.type_uid);
         if !unmapped.is_empty() {
-            root.insert("unmapped", unmapped);
+            fixed.push_sorted("unmapped", unmapped);
         }
+        root.merge(fixed);
         Event {
             tree: Node::Object(root),
             status,
         }
     }
+}
+
+/// The class and activity members of an event, which every event carries.
+struct ClassMembers<'a> {
+    activity_id: u32,
+    activity_name: Option<&'a str>,
+    category_name: &'a str,
+    category_uid: u32,
+    class_name: &'a str,
+    class_uid: u32,
+    type_uid: u64,
 }
 
 fn single<'a>(key: impl Into<Cow<'a, str>>, value: Cow<'a, str>) -> Object<'a> {

@@ -144,6 +144,58 @@ impl<'a> Object<'a> {
         self.members.last_mut().map(|m| (&*m.key, &mut m.value))
     }
 
+    /// Adds the members of `other`, whose keys are in order (as [`Object::push_sorted`]
+    /// keeps them), in one merge pass; a key in both takes `other`'s value. For the dozen
+    /// members every event gets after mapping, which interleave with the mapped ones:
+    /// inserted one at a time, each cost a search and a shift of the members after it.
+    pub fn merge(&mut self, other: Object<'a>) {
+        let mut new = other.members;
+        if new.is_empty() {
+            return;
+        }
+        let old = &mut self.members;
+        old.reserve(new.len());
+        let (n, m) = (old.len(), new.len());
+        // From the back, into the room just reserved after the old members: each member
+        // is moved at most once (and the old ones before the first new key not at all).
+        // SAFETY: `base` has room for n + m members. Invariant: the old members not yet
+        // placed are [0, i), the new ones [0, j), and [w, n + m) holds the merged tail;
+        // w >= i + j, so a write at w - 1 never lands on a member not yet placed. An old
+        // member replaced by a new one with its key is dropped and leaves one more slot of
+        // room; at the end the gap [i, w) between the untouched old prefix and the tail is
+        // closed. Every member is then in `old` exactly once, `new` owns none (its length
+        // is set to zero before it frees its buffer), and comparing keys cannot panic.
+        unsafe {
+            let base = old.as_mut_ptr();
+            let added = new.as_ptr();
+            let (mut i, mut j, mut w) = (n, m, n + m);
+            while j > 0 {
+                let incoming = &*added.add(j - 1);
+                if i > 0 {
+                    match (*base.add(i - 1)).order(incoming) {
+                        std::cmp::Ordering::Greater => {
+                            i -= 1;
+                            w -= 1;
+                            std::ptr::copy(base.add(i), base.add(w), 1);
+                            continue;
+                        }
+                        std::cmp::Ordering::Equal => {
+                            i -= 1;
+                            std::ptr::drop_in_place(base.add(i));
+                        }
+                        std::cmp::Ordering::Less => {}
+                    }
+                }
+                j -= 1;
+                w -= 1;
+                std::ptr::copy_nonoverlapping(added.add(j), base.add(w), 1);
+            }
+            new.set_len(0);
+            std::ptr::copy(base.add(w), base.add(i), n + m - w);
+            old.set_len(i + n + m - w);
+        }
+    }
+
     /// Sets `key` to `value` only when absent (one search); true when it was set.
     pub fn insert_if_absent(&mut self, key: impl Into<Cow<'a, str>>, value: Node<'a>) -> bool {
         let key = key.into();
@@ -1051,6 +1103,32 @@ mod tests {
             };
             let (pa, pb) = (key_prefix(a.as_bytes()), key_prefix(b.as_bytes()));
             proptest::prop_assert_eq!(compare_keys(pa, &a, pb, &b), a.as_bytes().cmp(b.as_bytes()));
+        }
+    }
+
+    proptest::proptest! {
+        /// Merging an object's members with ordered new ones is inserting each of them:
+        /// the same keys and order, and a key in both holding the new value. The values
+        /// own their text, so a member dropped twice would be a double free.
+        #[test]
+        fn merge_is_inserting_each(
+            old in proptest::collection::btree_map("[a-d]{0,3}", 0u32..1000, 0..12),
+            new in proptest::collection::btree_map("[a-d]{0,3}", 0u32..1000, 0..12),
+        ) {
+            let object = |map: &std::collections::BTreeMap<String, u32>| {
+                let mut obj = Object::new();
+                for (k, v) in map {
+                    obj.push_sorted(k.clone(), Node::from(format!("{v}")));
+                }
+                obj
+            };
+            let mut inserted = object(&old);
+            for (k, v) in &new {
+                inserted.insert(k.clone(), Node::from(format!("{v}")));
+            }
+            let mut merged = object(&old);
+            merged.merge(object(&new));
+            proptest::prop_assert_eq!(merged, inserted);
         }
     }
 
