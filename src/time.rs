@@ -19,7 +19,7 @@ pub enum DefaultZone {
 impl DefaultZone {
     /// Accepts `UTC`, `Z`, `+02:00`, `-0530` or an IANA name such as `Europe/Berlin`.
     pub fn parse(text: &str) -> Result<Self, String> {
-        let text = text.trim();
+        let text = crate::format::trim(text);
         if text.eq_ignore_ascii_case("utc") || text == "Z" || text.eq_ignore_ascii_case("gmt") {
             return Ok(DefaultZone::Utc);
         }
@@ -280,7 +280,7 @@ pub fn parse_iso_prefix(text: &[u8]) -> Option<(Civil, Option<i32>, usize)> {
 
 /// A whole-string ISO 8601 stamp → epoch ms; zone-less stamps use `zone`.
 pub fn parse_iso(text: &str, zone: &DefaultZone) -> Option<i64> {
-    let bytes = text.trim().as_bytes();
+    let bytes = crate::format::trim(text).as_bytes();
     let (civil, offset, used) = parse_iso_prefix(bytes)?;
     if used != bytes.len() {
         return None;
@@ -293,7 +293,7 @@ pub fn parse_iso(text: &str, zone: &DefaultZone) -> Option<i64> {
 
 /// Epoch seconds, optionally with a fraction (`1612422455.63`) → ms.
 pub fn parse_epoch_seconds(text: &str) -> Option<i64> {
-    let text = text.trim();
+    let text = crate::format::trim(text);
     let (int_part, frac_part) = match text.split_once('.') {
         Some((i, f)) => (i, f),
         None => (text, ""),
@@ -315,7 +315,7 @@ pub fn parse_epoch_seconds(text: &str) -> Option<i64> {
 
 /// Epoch milliseconds as an integer string.
 pub fn parse_epoch_millis(text: &str) -> Option<i64> {
-    let text = text.trim();
+    let text = crate::format::trim(text);
     if text.is_empty() || text.len() > 15 || !text.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
@@ -325,7 +325,7 @@ pub fn parse_epoch_millis(text: &str) -> Option<i64> {
 /// CEF date forms (ArcSight spec): epoch milliseconds, `MMM dd yyyy HH:mm:ss[.SSS][ zone]`,
 /// `MMM dd HH:mm:ss[.SSS][ zone]` (no year: nearest to `now_ms`), or ISO 8601.
 pub fn parse_cef_time(text: &str, zone: &DefaultZone, now_ms: i64) -> Option<i64> {
-    let text = text.trim();
+    let text = crate::format::trim(text);
     if let Some(ms) = parse_epoch_millis(text) {
         return Some(ms);
     }

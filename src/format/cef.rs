@@ -119,7 +119,7 @@ pub fn parse_header(payload: &str, start: usize) -> Result<CefMessage<'_>, Heade
 /// A header field: `\|` → `|`, `\\` → `\`, other backslashes kept; spaces trimmed
 /// (KATA pads its header fields).
 fn header_field(raw: &str) -> Cow<'_, str> {
-    let raw = raw.trim();
+    let raw = super::trim(raw);
     if !raw.contains('\\') {
         return Cow::Borrowed(raw);
     }

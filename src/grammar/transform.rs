@@ -156,7 +156,10 @@ impl Transform {
             Transform::Identity | Transform::String => {
                 (!text.is_empty()).then(|| Node::Str(field.keep_all()))
             }
-            Transform::Int => text.trim().parse::<i64>().ok().map(Node::from),
+            Transform::Int => crate::format::trim(text)
+                .parse::<i64>()
+                .ok()
+                .map(Node::from),
             Transform::Float => text
                 .trim()
                 .parse::<f64>()
@@ -164,7 +167,7 @@ impl Transform {
                 .filter(|f| f.is_finite())
                 .map(Node::Float),
             Transform::Bool => {
-                let t = text.trim();
+                let t = crate::format::trim(text);
                 if ["true", "1", "yes"]
                     .iter()
                     .any(|w| t.eq_ignore_ascii_case(w))
@@ -179,9 +182,12 @@ impl Transform {
                     None
                 }
             }
-            Transform::Port => text.trim().parse::<u16>().ok().map(Node::from),
+            Transform::Port => crate::format::trim(text)
+                .parse::<u16>()
+                .ok()
+                .map(Node::from),
             Transform::Ip => {
-                let ip = text.trim();
+                let ip = crate::format::trim(text);
                 ip.parse::<std::net::IpAddr>().ok().map(|_| keep(ip))
             }
             Transform::Email => email_address(text).map(keep),
@@ -221,12 +227,12 @@ impl Transform {
             Transform::CefSeverity => cef_severity(text).map(Node::from),
             Transform::Enum { table, default } => table
                 .iter()
-                .find(|(k, _)| k.eq_ignore_ascii_case(text.trim()))
+                .find(|(k, _)| k.eq_ignore_ascii_case(crate::format::trim(text)))
                 .map(|(_, v)| v)
                 .or(default.as_ref())
                 .map(Node::reborrow),
             Transform::Hash(algorithm_id) => {
-                let hash = text.trim();
+                let hash = crate::format::trim(text);
                 (!hash.is_empty() && hash.bytes().all(|b| b.is_ascii_hexdigit())).then(|| {
                     let mut fingerprint = Object::with_capacity(2);
                     fingerprint.insert("algorithm_id", *algorithm_id);
@@ -240,7 +246,7 @@ impl Transform {
 
 /// Generic CEF severity → OCSF severity_id (normalised-schema rule 4).
 pub fn cef_severity(text: &str) -> Option<u8> {
-    let text = text.trim();
+    let text = crate::format::trim(text);
     if let Ok(n) = text.parse::<u8>() {
         return match n {
             0..=3 => Some(2),
@@ -262,7 +268,7 @@ pub fn cef_severity(text: &str) -> Option<u8> {
 
 /// The address in `Name <addr@host>` or a bare `addr@host`, if it has OCSF's email shape.
 pub fn email_address(text: &str) -> Option<&str> {
-    let text = text.trim();
+    let text = crate::format::trim(text);
     let addr = match (text.rfind('<'), text.rfind('>')) {
         (Some(open), Some(close)) if open < close => &text[open + 1..close],
         _ => text,
