@@ -290,7 +290,7 @@ impl<'a> Object<'a> {
 /// differ compare as their prefixes do, so most comparisons are one integer compare (keys
 /// are short, and comparing them was a tenth of building an event).
 #[inline]
-fn key_prefix(key: &[u8]) -> u64 {
+pub(crate) fn key_prefix(key: &[u8]) -> u64 {
     let n = key.len();
     if let Some(head) = key.first_chunk::<8>() {
         return u64::from_be_bytes(*head);

@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use rustc_hash::FxHashMap;
+use super::table::KeyTable;
 
 use super::fields::{Namespace, SourcePath};
 use super::spec::{ConditionSpec, EventSpec, GrammarSpec, MapSpec};
@@ -77,7 +77,7 @@ pub struct Rule {
 #[derive(Debug, Default)]
 pub struct JsonNode {
     pub rules: Vec<u16>,
-    pub children: FxHashMap<String, JsonNode>,
+    pub children: KeyTable<JsonNode>,
 }
 
 #[derive(Debug)]
@@ -85,7 +85,7 @@ pub struct Mapper {
     /// In priority order: the first rule that fills a slot wins.
     pub rules: Vec<Rule>,
     /// Per flat namespace (indexed by `Namespace::index`): key → rules.
-    pub flat: Vec<FxHashMap<String, Vec<u16>>>,
+    pub flat: Vec<KeyTable<Vec<u16>>>,
     pub json: JsonNode,
 }
 
@@ -376,8 +376,8 @@ fn event_kind(
         None => None,
     };
     let mut rules = Vec::new();
-    let mut flat: Vec<FxHashMap<String, Vec<u16>>> = (0..Namespace::ALL.len())
-        .map(|_| FxHashMap::default())
+    let mut flat: Vec<KeyTable<Vec<u16>>> = (0..Namespace::ALL.len())
+        .map(|_| KeyTable::default())
         .collect();
     let mut json = JsonNode::default();
     // Kind-specific mappings first: they are the more specific, so they win a slot.
@@ -406,13 +406,12 @@ fn event_kind(
             Namespace::Json => {
                 let mut node = &mut json;
                 for segment in &source.segments {
-                    node = node.children.entry(segment.clone()).or_default();
+                    node = node.children.get_or_insert_default(segment);
                 }
                 node.rules.push(index);
             }
             ns => flat[ns.index()]
-                .entry(source.key().to_string())
-                .or_default()
+                .get_or_insert_default(source.key())
                 .push(index),
         }
     }

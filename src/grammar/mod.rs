@@ -5,6 +5,7 @@
 pub mod compile;
 pub mod fields;
 pub mod spec;
+pub mod table;
 pub mod transform;
 
 use std::path::Path;
