@@ -160,11 +160,12 @@ pub fn parse_extension<'a, K: AsRef<str>>(
     rest_of_message_keys: &[K],
 ) -> Vec<ExtField<'a>> {
     let bytes = extension.as_bytes();
-    let mut fields = Vec::new();
     // Find the first key.
     let Some((mut key_start, mut eq)) = next_key(bytes, 0) else {
-        return fields;
+        return Vec::new();
     };
+    // Room for the dozen or two fields vendors send, not grown 4, 8, 16.
+    let mut fields = Vec::with_capacity(16);
     loop {
         let key = &extension[key_start..eq];
         let value_start = eq + 1;

@@ -32,10 +32,11 @@ fn key_len(text: &[u8]) -> Option<usize> {
 
 pub fn parse(payload: &str) -> Vec<PipeField<'_>> {
     let bytes = payload.as_bytes();
-    let mut fields = Vec::new();
     let Some(first_key) = key_len(bytes) else {
-        return fields;
+        return Vec::new();
     };
+    // Room for the dozen fields Perception Point sends, not grown 4, 8, 16.
+    let mut fields = Vec::with_capacity(16);
     let mut key_start = 0;
     let mut key_end = first_key;
     let mut search_from = key_end + 1;
