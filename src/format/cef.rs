@@ -161,7 +161,7 @@ pub fn parse_extension<'a, K: AsRef<str>>(
 ) -> Vec<ExtField<'a>> {
     let bytes = extension.as_bytes();
     // Find the first key.
-    let Some((mut key_start, mut eq)) = next_key(bytes, 0) else {
+    let Some((mut key_start, mut eq)) = next_key(bytes, 0, &mut false) else {
         return Vec::new();
     };
     // Room for the dozen or two fields vendors send, not grown 4, 8, 16.
@@ -178,13 +178,21 @@ pub fn parse_extension<'a, K: AsRef<str>>(
             });
             return fields;
         }
-        match next_key(bytes, value_start) {
+        // Whether the value holds a backslash, seen on the way to the next key: most do
+        // not, and are borrowed without a second search.
+        let mut escaped = false;
+        match next_key(bytes, value_start, &mut escaped) {
             Some((next_start, next_eq)) => {
                 // The value ends at the space that precedes the next key.
                 let value_end = next_start.saturating_sub(1).max(value_start);
+                let value = &extension[value_start..value_end];
                 fields.push(ExtField {
                     key,
-                    value: unescape_value(&extension[value_start..value_end]),
+                    value: if escaped {
+                        unescape_value(value)
+                    } else {
+                        Cow::Borrowed(value)
+                    },
                     offset: key_start,
                 });
                 key_start = next_start;
@@ -194,7 +202,11 @@ pub fn parse_extension<'a, K: AsRef<str>>(
                 let value = extension[value_start..].trim_end();
                 fields.push(ExtField {
                     key,
-                    value: unescape_value(value),
+                    value: if escaped {
+                        unescape_value(value)
+                    } else {
+                        Cow::Borrowed(value)
+                    },
                     offset: key_start,
                 });
                 return fields;
@@ -221,8 +233,9 @@ static KEY_BYTES: [bool; 256] = {
     table
 };
 
-/// Finds the next `key=` at or after `from`: returns (key start, offset of `=`).
-fn next_key(bytes: &[u8], from: usize) -> Option<(usize, usize)> {
+/// Finds the next `key=` at or after `from`: returns (key start, offset of `=`). Sets
+/// `escaped` when it passes a backslash on the way (in the value before that key).
+fn next_key(bytes: &[u8], from: usize, escaped: &mut bool) -> Option<(usize, usize)> {
     let mut i = from;
     // Only a backslash or an '=' can matter; long values (URLs, 32 KB KATA alerts) are
     // skipped to the next one by memchr's vectorised search.
@@ -232,7 +245,10 @@ fn next_key(bytes: &[u8], from: usize) -> Option<(usize, usize)> {
     {
         i += at;
         match bytes[i] {
-            b'\\' => i += 2,
+            b'\\' => {
+                *escaped = true;
+                i += 2;
+            }
             _ => {
                 // An '=': walk back over key characters to the preceding space.
                 let mut start = i;
@@ -378,6 +394,19 @@ mod tests {
                 ("cs6".into(), "A | B | C".into()),
                 ("msg".into(), "a=b\nc".into()),
                 ("request".into(), "http://x/?a=b&c=d".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn escapes_are_undone_in_the_last_value_and_after_plain_ones() {
+        let got = ext("a=plain b=x\\=y c=C:\\dir\\n");
+        assert_eq!(
+            got,
+            vec![
+                ("a".into(), "plain".into()),
+                ("b".into(), "x=y".into()),
+                ("c".into(), "C:\\dir\n".into()),
             ]
         );
     }
