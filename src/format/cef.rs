@@ -75,12 +75,19 @@ pub fn parse_header(payload: &str, start: usize) -> Result<CefMessage<'_>, Heade
     let bytes = body.as_bytes();
     let mut fields: Vec<Cow<'_, str>> = Vec::with_capacity(7);
     let mut field_start = 0;
+    // Whether the current field holds a backslash: most do not, and are borrowed without
+    // a second search.
+    let mut escaped = false;
     let mut i = 0;
     while i < bytes.len() && fields.len() < 7 {
         match bytes[i] {
-            b'\\' => i += 2,
+            b'\\' => {
+                escaped = true;
+                i += 2;
+            }
             b'|' => {
-                fields.push(header_field(&body[field_start..i]));
+                fields.push(header_field(&body[field_start..i], escaped));
+                escaped = false;
                 field_start = i + 1;
                 i += 1;
             }
@@ -90,11 +97,11 @@ pub fn parse_header(payload: &str, start: usize) -> Result<CefMessage<'_>, Heade
     let extension = if fields.len() == 7 {
         &body[field_start..]
     } else if fields.len() == 6 {
-        fields.push(header_field(&body[field_start.min(body.len())..]));
+        fields.push(header_field(&body[field_start.min(body.len())..], escaped));
         ""
     } else {
         if field_start < body.len() {
-            fields.push(header_field(&body[field_start..]));
+            fields.push(header_field(&body[field_start..], escaped));
         }
         return Err(HeaderTruncated { fields });
     };
@@ -117,10 +124,10 @@ pub fn parse_header(payload: &str, start: usize) -> Result<CefMessage<'_>, Heade
 }
 
 /// A header field: `\|` → `|`, `\\` → `\`, other backslashes kept; spaces trimmed
-/// (KATA pads its header fields).
-fn header_field(raw: &str) -> Cow<'_, str> {
+/// (KATA pads its header fields). `escaped`: the field holds a backslash.
+fn header_field(raw: &str, escaped: bool) -> Cow<'_, str> {
     let raw = super::trim(raw);
-    if !raw.contains('\\') {
+    if !escaped {
         return Cow::Borrowed(raw);
     }
     let mut out = String::with_capacity(raw.len());
