@@ -434,14 +434,19 @@ pub fn parse_3164_prefix(text: &[u8]) -> Option<(Civil, bool, usize)> {
 
 /// Epoch ms → RFC 3339 in UTC with milliseconds, as OCSF `*_dt` fields want.
 pub fn ms_to_rfc3339(ms: i64) -> Option<String> {
-    use chrono::{Datelike, Timelike};
-    let t = chrono::DateTime::from_timestamp_millis(ms)?;
-    let year = t.year();
-    if !(0..=9999).contains(&year) {
-        return Some(t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string());
+    // Years 0 to 9999: every stamp a sender can mean. Outside them chrono's form (a sign,
+    // more digits) or nothing, as chrono gives.
+    const FIRST_MS: i64 = -62_167_219_200_000; // 0000-01-01T00:00:00Z
+    const END_MS: i64 = 253_402_300_800_000; // 10000-01-01T00:00:00Z
+    if !(FIRST_MS..END_MS).contains(&ms) {
+        return chrono::DateTime::from_timestamp_millis(ms)
+            .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string());
     }
-    // Written by hand: chrono's format string is interpreted on every call, and every
-    // event carries this stamp (a tenth of a KATA event's parse went to it).
+    // Written by hand, date included: chrono's format string is interpreted on every call,
+    // and every event carries this stamp.
+    let days = ms.div_euclid(86_400_000);
+    let of_day = ms.rem_euclid(86_400_000) as u32;
+    let (year, month, day) = civil_from_days(days);
     let mut out = [0u8; 24];
     let mut put = |at: usize, value: u32, digits: usize| {
         let mut v = value;
@@ -451,12 +456,12 @@ pub fn ms_to_rfc3339(ms: i64) -> Option<String> {
         }
     };
     put(0, year as u32, 4);
-    put(5, t.month(), 2);
-    put(8, t.day(), 2);
-    put(11, t.hour(), 2);
-    put(14, t.minute(), 2);
-    put(17, t.second(), 2);
-    put(20, ms.rem_euclid(1000) as u32, 3);
+    put(5, month, 2);
+    put(8, day, 2);
+    put(11, of_day / 3_600_000, 2);
+    put(14, of_day / 60_000 % 60, 2);
+    put(17, of_day / 1000 % 60, 2);
+    put(20, of_day % 1000, 3);
     for (at, separator) in [
         (4, b'-'),
         (7, b'-'),
@@ -468,7 +473,26 @@ pub fn ms_to_rfc3339(ms: i64) -> Option<String> {
     ] {
         out[at] = separator;
     }
-    Some(out.iter().map(|&b| b as char).collect())
+    Some(
+        std::str::from_utf8(&out)
+            .expect("ASCII digits and separators")
+            .to_owned(),
+    )
+}
+
+/// (year, month, day) of a day counted from 1970-01-01 (proleptic Gregorian), after
+/// Howard Hinnant's algorithm: the inverse of [`days_from_civil`].
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = if z >= 0 { z } else { z - 146_096 } / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
 }
 
 #[cfg(test)]
