@@ -359,7 +359,13 @@ impl Pipeline {
                         if repairs.any() {
                             out.errors.push(ParseError::new(
                                 codes::JSON_REPAIRED,
-                                format!("{}= JSON repaired: {}", field.key, repairs.describe()),
+                                {
+                                    let mut text = String::with_capacity(160);
+                                    text.push_str(field.key);
+                                    text.push_str("= JSON repaired: ");
+                                    repairs.describe_into(&mut text);
+                                    text
+                                },
                                 Some(at),
                             ));
                         }

@@ -29,30 +29,38 @@ impl Repairs {
             || self.trailing.is_some()
     }
 
-    pub fn describe(&self) -> String {
-        let mut parts = Vec::new();
+    /// Appends what was repaired, the parts joined by "; ". Written piece by piece: every
+    /// Symantec event carries this text, and formatting it cost more than the repairs.
+    pub fn describe_into(&self, text: &mut String) {
+        let start = text.len();
+        let part = |text: &mut String, pieces: &[&str]| {
+            if text.len() > start {
+                text.push_str("; ");
+            }
+            pieces.iter().for_each(|p| text.push_str(p));
+        };
         if self.added_opening_brace {
-            parts.push("added the missing opening '{'".to_string());
+            part(text, &["added the missing opening '{'"]);
         }
+        let mut number = itoa::Buffer::new();
         if self.invalid_escapes > 0 {
-            parts.push(format!(
-                "kept {} invalid escape(s) as literal backslashes",
-                self.invalid_escapes
-            ));
+            let n = number.format(self.invalid_escapes);
+            part(
+                text,
+                &["kept ", n, " invalid escape(s) as literal backslashes"],
+            );
         }
         if self.raw_control_chars > 0 {
-            parts.push(format!(
-                "escaped {} raw control character(s) in strings",
-                self.raw_control_chars
-            ));
+            let n = number.format(self.raw_control_chars);
+            part(
+                text,
+                &["escaped ", n, " raw control character(s) in strings"],
+            );
         }
         if let Some(trailing) = &self.trailing {
-            parts.push(format!(
-                "kept {} byte(s) of trailing text apart",
-                trailing.len()
-            ));
+            let n = number.format(trailing.len());
+            part(text, &["kept ", n, " byte(s) of trailing text apart"]);
         }
-        parts.join("; ")
     }
 }
 
