@@ -244,6 +244,29 @@ mod tests {
     }
 
     #[test]
+    fn repairs_are_described_in_order_and_joined() {
+        let mut text = String::from("json= JSON repaired: ");
+        Repairs {
+            added_opening_brace: true,
+            invalid_escapes: 3,
+            raw_control_chars: 12,
+            trailing: Some("x=1".into()),
+        }
+        .describe_into(&mut text);
+        assert_eq!(
+            text,
+            "json= JSON repaired: added the missing opening '{'; kept 3 invalid escape(s) as literal backslashes; escaped 12 raw control character(s) in strings; kept 3 byte(s) of trailing text apart"
+        );
+        let mut text = String::new();
+        Repairs {
+            raw_control_chars: 1,
+            ..Repairs::default()
+        }
+        .describe_into(&mut text);
+        assert_eq!(text, "escaped 1 raw control character(s) in strings");
+    }
+
+    #[test]
     fn valid_json_needs_no_repair() {
         // That one is repaired in place, not by the fallback.
         assert!(json_tree::parse_lenient_first(r#""f":"C:\Users","g":1} rest"#, true).is_some());
