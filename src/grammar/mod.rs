@@ -202,16 +202,41 @@ impl EventKind {
                 winners.push((slot, value));
             }
         }
+        let mut consumed = Vec::with_capacity(contested.len());
         for &(index, won) in &contested {
             let rule = &rules[index as usize];
             let source_lost = contested
                 .iter()
                 .any(|&(other, w)| !w && rules[other as usize].source_id == rule.source_id);
             if won && !source_lost && !rule.source_kept && rule.pattern.is_none() {
-                remove_unmapped(unmapped, &rule.source);
+                consumed.push(&rule.source);
             }
         }
+        remove_all_unmapped(unmapped, &consumed);
         winners
+    }
+}
+
+/// Removes source fields from `unmapped`, as [`remove_unmapped`] does for each. Several
+/// fields of one flat namespace (a Symantec event's CEF fields that won over its JSON) go
+/// in one pass over their group, where each removal was a search and a shift.
+fn remove_all_unmapped(unmapped: &mut Object<'_>, sources: &[&SourcePath]) {
+    match sources {
+        [first, _, _, ..]
+            if first.ns != Namespace::Json && sources.iter().all(|s| s.ns == first.ns) =>
+        {
+            if let Some(Node::Object(group)) = unmapped.get_mut(first.ns.name()) {
+                group.retain(|key, _| !sources.iter().any(|s| s.key() == key));
+                if group.is_empty() {
+                    unmapped.remove(first.ns.name());
+                }
+            }
+        }
+        _ => {
+            for source in sources {
+                remove_unmapped(unmapped, source);
+            }
+        }
     }
 }
 
@@ -525,6 +550,49 @@ mod tests {
             }
         }
         assert!(compared > 1000, "{compared}");
+    }
+
+    /// Several flat fields removed in one pass leave what removing each one leaves,
+    /// including the group gone once empty; other namespaces stay untouched.
+    #[test]
+    fn removing_fields_together_is_removing_each() {
+        let source = |text: &str| SourcePath::parse(text).unwrap();
+        let unmapped = || {
+            let mut cef = Object::new();
+            for key in ["a", "b", "dvchost", "fileHash", "src", "z"] {
+                cef.insert(key.to_string(), Node::from(format!("{key}!")));
+            }
+            let mut pipe = Object::new();
+            pipe.insert("a", Node::from("x"));
+            let mut root = Object::new();
+            root.insert("cef", cef);
+            root.insert("pipe", pipe);
+            root
+        };
+        let cases: [&[&str]; 4] = [
+            &["cef.b", "cef.src", "cef.fileHash"],
+            &[
+                "cef.a",
+                "cef.b",
+                "cef.dvchost",
+                "cef.fileHash",
+                "cef.src",
+                "cef.z",
+            ],
+            &["cef.b", "cef.missing", "cef.z", "cef.b"],
+            &["cef.b", "pipe.a", "cef.z"],
+        ];
+        for case in cases {
+            let sources: Vec<SourcePath> = case.iter().map(|t| source(t)).collect();
+            let refs: Vec<&SourcePath> = sources.iter().collect();
+            let mut together = unmapped();
+            remove_all_unmapped(&mut together, &refs);
+            let mut each = unmapped();
+            for s in &sources {
+                remove_unmapped(&mut each, s);
+            }
+            assert_eq!(together, each, "{case:?}");
+        }
     }
 
     #[test]
