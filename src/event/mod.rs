@@ -206,8 +206,11 @@ fn close_down_to<'a>(root: &mut Object<'a>, open: &mut Vec<(&'a Segment, Node<'a
 
 /// Appends `key: value` to `obj`; a `[]` path's values go into one array under the key.
 fn attach<'a>(obj: &mut Object<'a>, segment: &'a Segment, value: Node<'a>, push: bool) {
+    // Compiling a grammar rules the other cases out (compile.rs checks the overlaps); were
+    // one to come, the value is left out as an insert along its path would, not a panic.
     let Segment::Key(key) = segment else {
-        unreachable!("an object's places are keys (compile.rs checks the overlaps)");
+        debug_assert!(false, "an object's places are keys");
+        return;
     };
     if push {
         if let Some((last, Node::Array(arr))) = obj.last_mut() {
@@ -226,12 +229,17 @@ fn attach<'a>(obj: &mut Object<'a>, segment: &'a Segment, value: Node<'a>, push:
 /// (as [`insert_into`] pads).
 fn place<'a>(arr: &mut Vec<Node<'a>>, segment: &Segment, value: Node<'a>) {
     let Segment::Index(i) = *segment else {
-        unreachable!("an array's places are indexes (compile.rs checks the overlaps)");
+        debug_assert!(false, "an array's places are indexes");
+        return;
     };
+    if let Some(taken) = arr.get_mut(i) {
+        debug_assert!(false, "indexes arrive in order, each once");
+        *taken = value;
+        return;
+    }
     while arr.len() < i {
         arr.push(Node::Object(Object::new()));
     }
-    debug_assert_eq!(arr.len(), i, "indexes arrive in order, each once");
     arr.push(value);
 }
 
