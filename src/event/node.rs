@@ -332,7 +332,7 @@ impl<'a> FromIterator<(Cow<'a, str>, Node<'a>)> for Object<'a> {
 impl<'a> Object<'a> {
     /// Sorts `members` by key; of repeated keys the last one wins, as repeated inserts into
     /// a map would (and as serde_json keeps the last of a JSON object's duplicate keys).
-    pub(crate) fn from_members(members: Vec<(Cow<'a, str>, Node<'a>)>) -> Self {
+    fn from_members(members: Vec<(Cow<'a, str>, Node<'a>)>) -> Self {
         Object::from_unsorted(
             members
                 .into_iter()

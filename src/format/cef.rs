@@ -195,11 +195,7 @@ pub fn parse_extension<'a, K: AsRef<str>>(
                 let value = &extension[value_start..value_end];
                 fields.push(ExtField {
                     key,
-                    value: if escaped {
-                        unescape_value(value)
-                    } else {
-                        Cow::Borrowed(value)
-                    },
+                    value: extension_value(value, escaped),
                     offset: key_start,
                 });
                 key_start = next_start;
@@ -209,11 +205,7 @@ pub fn parse_extension<'a, K: AsRef<str>>(
                 let value = extension[value_start..].trim_end();
                 fields.push(ExtField {
                     key,
-                    value: if escaped {
-                        unescape_value(value)
-                    } else {
-                        Cow::Borrowed(value)
-                    },
+                    value: extension_value(value, escaped),
                     offset: key_start,
                 });
                 return fields;
@@ -301,6 +293,15 @@ pub fn unescape_value(raw: &str) -> Cow<'_, str> {
         }
     }
     Cow::Owned(out)
+}
+
+/// An extension value as read: borrowed unless the key search passed a backslash in it.
+fn extension_value(raw: &str, escaped: bool) -> Cow<'_, str> {
+    if escaped {
+        unescape_value(raw)
+    } else {
+        Cow::Borrowed(raw)
+    }
 }
 
 /// Escapes a value for writing CEF (used by property tests and the corpus generator).

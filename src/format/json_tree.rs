@@ -149,34 +149,21 @@ impl<'t> Parser<'t> {
 
     /// Pushes an object's members onto `self.members` up to its closing `}`.
     fn members_until_close(&mut self, depth: usize) -> Option<()> {
-        self.skip_whitespace();
-        if self.peek()? == b'}' {
-            self.at += 1;
-            return Some(());
-        }
-        loop {
-            self.skip_whitespace();
-            if self.peek()? != b'"' {
+        self.until_close(b'}', |parser| {
+            parser.skip_whitespace();
+            if parser.peek()? != b'"' {
                 return None;
             }
-            let key = self.string()?;
-            self.skip_whitespace();
-            if self.peek()? != b':' {
+            let key = parser.string()?;
+            parser.skip_whitespace();
+            if parser.peek()? != b':' {
                 return None;
             }
-            self.at += 1;
-            let value = self.value(depth)?;
-            self.members.push(Member::new(key, value));
-            self.skip_whitespace();
-            match self.peek()? {
-                b',' => self.at += 1,
-                b'}' => {
-                    self.at += 1;
-                    return Some(());
-                }
-                _ => return None,
-            }
-        }
+            parser.at += 1;
+            let value = parser.value(depth)?;
+            parser.members.push(Member::new(key, value));
+            Some(())
+        })
     }
 
     fn array(&mut self, depth: usize) -> Option<Node<'t>> {
@@ -193,18 +180,32 @@ impl<'t> Parser<'t> {
 
     /// Pushes an array's items onto `self.items` up to its closing `]`.
     fn items_until_close(&mut self, depth: usize) -> Option<()> {
+        self.until_close(b']', |parser| {
+            let item = parser.value(depth)?;
+            parser.items.push(item);
+            Some(())
+        })
+    }
+
+    /// Elements separated by commas, each read by `element`, up to and past `close`
+    /// (after the opening bracket).
+    #[inline(always)]
+    fn until_close(
+        &mut self,
+        close: u8,
+        mut element: impl FnMut(&mut Self) -> Option<()>,
+    ) -> Option<()> {
         self.skip_whitespace();
-        if self.peek()? == b']' {
+        if self.peek()? == close {
             self.at += 1;
             return Some(());
         }
         loop {
-            let item = self.value(depth)?;
-            self.items.push(item);
+            element(self)?;
             self.skip_whitespace();
             match self.peek()? {
                 b',' => self.at += 1,
-                b']' => {
+                b if b == close => {
                     self.at += 1;
                     return Some(());
                 }
