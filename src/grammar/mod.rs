@@ -172,8 +172,28 @@ impl Grammar {
     }
 }
 
-/// A value a rule produced: (slot, rule index = priority, value).
-pub type SlotValue<'a> = (u16, u16, Node<'a>);
+/// A value a rule produced for a slot.
+#[derive(Debug)]
+pub struct SlotValue<'a> {
+    pub slot: u16,
+    /// The rule's index: its priority (the lowest wins).
+    pub rule: u16,
+    /// The next value of this slot while [`EventKind::resolve`] orders them (it fits in
+    /// what would be padding).
+    next: u32,
+    pub value: Node<'a>,
+}
+
+impl<'a> SlotValue<'a> {
+    fn new(slot: u16, rule: u16, value: Node<'a>) -> Self {
+        SlotValue {
+            slot,
+            rule,
+            next: NO_VALUE,
+            value,
+        }
+    }
+}
 
 impl EventKind {
     /// Decides each slot (the lowest rule index wins; `[]` slots keep every value) and
@@ -185,13 +205,31 @@ impl EventKind {
         mut values: Vec<SlotValue<'a>>,
         unmapped: &mut Object<'_>,
     ) -> Vec<(u16, Node<'a>)> {
-        // Stable: a field sent twice fires its rule twice, and the first one sent wins.
-        values.sort_by_key(|(slot, index, _)| (*slot as u32) << 16 | *index as u32);
         let rules = &self.mapper.rules;
         let mut winners = Vec::with_capacity(values.len());
         let mut contested: Vec<(u16, bool)> = Vec::new();
         let mut previous = None;
-        for (slot, index, value) in values {
+        let slots = grammar.targets.len();
+        let (mut head_inline, mut head_heap);
+        let head: &mut [u32] = if slots <= INLINE_SLOTS {
+            head_inline = [NO_VALUE; INLINE_SLOTS];
+            &mut head_inline[..slots]
+        } else {
+            head_heap = vec![NO_VALUE; slots];
+            &mut head_heap
+        };
+        link_by_slot(&mut values, head);
+        // In order of slot, then rule index, then arrival: the order a stable sort by (slot,
+        // rule index) gives, which decides the winners (a field sent twice fires its rule
+        // twice, and the first one sent wins).
+        let mut walk = SlotWalk::default();
+        while let Some(i) = walk.next(head, &values) {
+            let taken = &mut values[i];
+            let (slot, index, value) = (
+                taken.slot,
+                taken.rule,
+                std::mem::replace(&mut taken.value, Node::Null),
+            );
             let push = grammar.targets[slot as usize].push;
             let won = push || previous != Some(slot);
             previous = Some(slot);
@@ -202,6 +240,10 @@ impl EventKind {
                 winners.push((slot, value));
             }
         }
+        // SAFETY: a shorter length exposes nothing uninitialised. Every value was taken
+        // (each is in its slot's chain) and the `Null`s left own nothing, so not dropping
+        // them one by one leaks nothing.
+        unsafe { values.set_len(0) };
         let mut consumed = Vec::with_capacity(contested.len());
         for &(index, won) in &contested {
             let rule = &rules[index as usize];
@@ -214,6 +256,60 @@ impl EventKind {
         }
         remove_all_unmapped(unmapped, &consumed);
         winners
+    }
+}
+
+/// Slot counts up to which [`EventKind::resolve`] keeps the chains' heads on the stack
+/// (every embedded grammar has fewer than fifty slots).
+const INLINE_SLOTS: usize = 64;
+const NO_VALUE: u32 = u32::MAX;
+
+/// Links each value into its slot's chain (`head[slot]`, then each value's `next`), kept
+/// in order of rule index, then arrival. Walking the slots in turn then visits the values
+/// as a stable sort by (slot, rule index) orders them: a slot mostly gets one value, and
+/// sorting moved each 40-byte value several times.
+fn link_by_slot(values: &mut [SlotValue<'_>], head: &mut [u32]) {
+    for i in 0..values.len() {
+        let (slot, rule) = (values[i].slot as usize, values[i].rule);
+        let (mut before, mut at) = (NO_VALUE, head[slot]);
+        while at != NO_VALUE && values[at as usize].rule <= rule {
+            (before, at) = (at, values[at as usize].next);
+        }
+        values[i].next = at;
+        if before == NO_VALUE {
+            head[slot] = i as u32;
+        } else {
+            values[before as usize].next = i as u32;
+        }
+    }
+}
+
+/// Visits the chains [`link_by_slot`] built, slot by slot.
+struct SlotWalk {
+    slot: usize,
+    at: u32,
+}
+
+impl Default for SlotWalk {
+    fn default() -> Self {
+        SlotWalk {
+            slot: 0,
+            at: NO_VALUE,
+        }
+    }
+}
+
+impl SlotWalk {
+    /// The index of the next value.
+    #[inline]
+    fn next(&mut self, head: &[u32], values: &[SlotValue<'_>]) -> Option<usize> {
+        while self.at == NO_VALUE {
+            self.at = *head.get(self.slot)?;
+            self.slot += 1;
+        }
+        let i = self.at as usize;
+        self.at = values[i].next;
+        Some(i)
     }
 }
 
@@ -328,7 +424,7 @@ impl EventKind {
                 };
                 match rule.transform.apply(input, &ctx.zone, ctx.now_ms) {
                     Some(v) => {
-                        mapped.values.push((rule.slot, index, v));
+                        mapped.values.push(SlotValue::new(rule.slot, index, v));
                         // Part of a field (a pattern's capture) does not account for all of it.
                         if rule.pattern.is_none() {
                             consumed = true;
@@ -440,6 +536,32 @@ where
 
 #[cfg(test)]
 mod tests {
+    proptest::proptest! {
+        /// Values are decided in the order a stable sort by (slot, rule index) gives them.
+        #[test]
+        fn slot_chains_visit_values_as_a_stable_sort_orders_them(
+            slots in 1usize..80,
+            picks in proptest::collection::vec((0u16..80, 0u16..6), 0..150),
+        ) {
+            let mut values: Vec<SlotValue<'_>> = picks
+                .iter()
+                .enumerate()
+                .map(|(i, &(slot, rule))| SlotValue::new(slot % slots as u16, rule, Node::from(i as i64)))
+                .collect();
+            let mut sorted: Vec<usize> = (0..values.len()).collect();
+            sorted.sort_by_key(|&i| (values[i].slot, values[i].rule));
+            let mut head = vec![NO_VALUE; slots];
+            link_by_slot(&mut values, &mut head);
+            let mut walk = SlotWalk::default();
+            let mut visited = Vec::new();
+            while let Some(i) = walk.next(&head, &values) {
+                proptest::prop_assert_eq!(values[i].value.as_i64(), Some(i as i64));
+                visited.push(i);
+            }
+            proptest::prop_assert_eq!(visited, sorted);
+        }
+    }
+
     use super::*;
 
     #[test]
@@ -732,7 +854,10 @@ activity_id = 0
         let mut values: Vec<(String, Value)> = mapped
             .values
             .into_iter()
-            .map(|(slot, _, v)| (grammar.targets[slot as usize].text.clone(), v.into_value()))
+            .map(|v| {
+                let path = grammar.targets[v.slot as usize].text.clone();
+                (path, v.value.into_value())
+            })
             .collect();
         values.sort_by(|a, b| a.0.cmp(&b.0));
         assert_eq!(
