@@ -269,22 +269,46 @@ pub fn cef_severity(text: &str) -> Option<u8> {
 /// The address in `Name <addr@host>` or a bare `addr@host`, if it has OCSF's email shape.
 pub fn email_address(text: &str) -> Option<&str> {
     let text = crate::format::trim(text);
-    let addr = match (text.rfind('<'), text.rfind('>')) {
+    let bytes = text.as_bytes();
+    let addr = match (memchr::memrchr(b'<', bytes), memchr::memrchr(b'>', bytes)) {
         (Some(open), Some(close)) if open < close => &text[open + 1..close],
         _ => text,
     };
-    let (local, domain) = addr.split_once('@')?;
-    let local_ok = !local.is_empty()
-        && local
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-/=?^_`{|}~.".contains(&b));
-    let domain_ok = domain.contains('.')
-        && !domain.starts_with('.')
+    let at = memchr::memchr(b'@', addr.as_bytes())?;
+    let (local, domain) = (&addr.as_bytes()[..at], &addr.as_bytes()[at + 1..]);
+    let local_ok = !local.is_empty() && local.iter().all(|&b| EMAIL_BYTES[b as usize] & LOCAL != 0);
+    let domain_ok = domain.first().is_some_and(|&b| b != b'.')
+        && domain.contains(&b'.')
         && domain
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+            .iter()
+            .all(|&b| EMAIL_BYTES[b as usize] & DOMAIN != 0);
     (local_ok && domain_ok).then_some(addr)
 }
+
+/// Which bytes an address's local part ([`LOCAL`]) and domain ([`DOMAIN`]) may hold: one
+/// lookup a byte, where testing each against the list of symbols cost a search.
+const EMAIL_BYTES: [u8; 256] = {
+    let mut table = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        if c.is_ascii_alphanumeric() {
+            table[b] = LOCAL | DOMAIN;
+        }
+        b += 1;
+    }
+    let symbols = b"!#$%&'*+-/=?^_`{|}~.";
+    let mut i = 0;
+    while i < symbols.len() {
+        table[symbols[i] as usize] |= LOCAL;
+        i += 1;
+    }
+    table[b'-' as usize] |= DOMAIN;
+    table[b'.' as usize] |= DOMAIN;
+    table
+};
+const LOCAL: u8 = 1;
+const DOMAIN: u8 = 2;
 
 #[cfg(test)]
 mod tests {
@@ -298,6 +322,59 @@ mod tests {
         );
         assert_eq!(email_address("harold@acme.com"), Some("harold@acme.com"));
         assert_eq!(email_address("Phuong(phuong@gmail.com)"), None);
+    }
+
+    /// The address shape as first written, with the standard library's searches.
+    fn email_address_by_chars(text: &str) -> Option<&str> {
+        let text = text.trim();
+        let addr = match (text.rfind('<'), text.rfind('>')) {
+            (Some(open), Some(close)) if open < close => &text[open + 1..close],
+            _ => text,
+        };
+        let (local, domain) = addr.split_once('@')?;
+        let local_ok = !local.is_empty()
+            && local
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-/=?^_`{|}~.".contains(&b));
+        let domain_ok = domain.contains('.')
+            && !domain.starts_with('.')
+            && domain
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+        (local_ok && domain_ok).then_some(addr)
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn email_address_agrees_with_the_character_rules(
+            text in r"[ a-zA-Z0-9@.<>!#$%&'*+/=?^_`{|}~\\\-\tÜ]{0,40}",
+        ) {
+            proptest::prop_assert_eq!(email_address(&text), email_address_by_chars(&text));
+        }
+    }
+
+    /// The byte table accepts exactly what the character rules of the address shape do.
+    #[test]
+    fn email_byte_table_matches_the_character_rules() {
+        for b in 0..=255u8 {
+            let local = b.is_ascii_alphanumeric() || b"!#$%&'*+-/=?^_`{|}~.".contains(&b);
+            let domain = b.is_ascii_alphanumeric() || b == b'-' || b == b'.';
+            assert_eq!(EMAIL_BYTES[b as usize] & LOCAL != 0, local, "byte {b}");
+            assert_eq!(EMAIL_BYTES[b as usize] & DOMAIN != 0, domain, "byte {b}");
+        }
+        for (text, want) in [
+            ("a@b.c", Some("a@b.c")),
+            ("a@.b.c", None),
+            ("a@bc", None),
+            ("@b.c", None),
+            ("a@b@c.d", None),
+            ("x <a@b.c> y", Some("a@b.c")),
+            ("> a@b.c <", None),
+            ("Ünïcode <u@b.c>", Some("u@b.c")),
+            ("u@b.c ", Some("u@b.c")),
+        ] {
+            assert_eq!(email_address(text), want, "{text:?}");
+        }
     }
 
     #[test]
