@@ -362,9 +362,26 @@ fn day_of_month(text: &[u8]) -> Option<(u32, usize)> {
 
 /// Gives a year-less stamp the year that puts it closest to the receive time.
 pub fn infer_year(civil: &mut Civil, zone: &DefaultZone, now_ms: i64) -> Option<i64> {
-    let now_year = chrono::DateTime::from_timestamp_millis(now_ms)
-        .map(|t| chrono::Datelike::year(&t))
-        .unwrap_or(1970);
+    let (now_year, now_month) = year_and_month_of_ms(now_ms);
+    // The likely year from the months alone (a December stamp received in January is from
+    // the year before). If the stamp then lies within this of the receive time, it is
+    // closer than in either other year: those are a year (less at most a day of offset
+    // change) further off. So most stamps need one conversion, not three.
+    const SURELY_CLOSEST_MS: i64 = 100 * 86_400_000;
+    let likely = match civil.month as i32 - now_month as i32 {
+        ..-6 => now_year + 1,
+        7.. => now_year - 1,
+        _ => now_year,
+    };
+    if let Some(ms) = zone.civil_to_ms(&Civil {
+        year: likely,
+        ..*civil
+    }) {
+        if (ms - now_ms).abs() < SURELY_CLOSEST_MS {
+            civil.year = likely;
+            return Some(ms);
+        }
+    }
     let mut best: Option<(i64, i32)> = None;
     for year in [now_year - 1, now_year, now_year + 1] {
         let candidate = Civil { year, ..*civil };
@@ -379,6 +396,23 @@ pub fn infer_year(civil: &mut Civil, zone: &DefaultZone, now_ms: i64) -> Option<
     civil.year = year;
     Some(ms)
 }
+
+/// The UTC year and month of a Unix time in milliseconds (January 1970 where chrono has
+/// none).
+fn year_and_month_of_ms(ms: i64) -> (i32, u32) {
+    if (YEAR_0_MS..YEAR_10000_MS).contains(&ms) {
+        let (year, month, _) = civil_from_days(ms.div_euclid(86_400_000));
+        return (year as i32, month);
+    }
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| (chrono::Datelike::year(&t), chrono::Datelike::month(&t)))
+        .unwrap_or((1970, 1))
+}
+
+/// 0000-01-01T00:00:00Z and 10000-01-01T00:00:00Z in Unix milliseconds: the years written
+/// here without chrono.
+const YEAR_0_MS: i64 = -62_167_219_200_000;
+const YEAR_10000_MS: i64 = 253_402_300_800_000;
 
 /// An RFC 3164 stamp at the start of `text`: `Mmm dd hh:mm:ss`, `Mmm  d hh:mm:ss`,
 /// `Mmm d hh:mm:ss`, optionally `Mmm dd yyyy hh:mm:ss` and a trailing `:` after the time.
@@ -436,9 +470,7 @@ pub fn parse_3164_prefix(text: &[u8]) -> Option<(Civil, bool, usize)> {
 pub fn ms_to_rfc3339(ms: i64) -> Option<String> {
     // Years 0 to 9999: every stamp a sender can mean. Outside them chrono's form (a sign,
     // more digits) or nothing, as chrono gives.
-    const FIRST_MS: i64 = -62_167_219_200_000; // 0000-01-01T00:00:00Z
-    const END_MS: i64 = 253_402_300_800_000; // 10000-01-01T00:00:00Z
-    if !(FIRST_MS..END_MS).contains(&ms) {
+    if !(YEAR_0_MS..YEAR_10000_MS).contains(&ms) {
         return chrono::DateTime::from_timestamp_millis(ms)
             .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string());
     }
@@ -591,6 +623,49 @@ mod tests {
         assert!(!written);
         let ms = infer_year(&mut civil, &z, now).unwrap();
         assert_eq!(ms, parse_iso("2025-12-31T23:00:00Z", &z).unwrap());
+    }
+
+    /// Year inference as first written: all three candidate years, chrono for the year.
+    fn infer_year_of_three(civil: &mut Civil, zone: &DefaultZone, now_ms: i64) -> Option<i64> {
+        let now_year = chrono::DateTime::from_timestamp_millis(now_ms)
+            .map(|t| chrono::Datelike::year(&t))
+            .unwrap_or(1970);
+        let mut best: Option<(i64, i32)> = None;
+        for year in [now_year - 1, now_year, now_year + 1] {
+            let candidate = Civil { year, ..*civil };
+            if let Some(ms) = zone.civil_to_ms(&candidate) {
+                let distance = (ms - now_ms).abs();
+                if best.is_none_or(|(best_ms, _)| distance < (best_ms - now_ms).abs()) {
+                    best = Some((ms, year));
+                }
+            }
+        }
+        let (ms, year) = best?;
+        civil.year = year;
+        Some(ms)
+    }
+
+    proptest::proptest! {
+        /// One conversion where the receive year is surely closest; the same year and time
+        /// as trying all three years, in zones with and without daylight saving time.
+        #[test]
+        fn year_inference_agrees_with_trying_three_years(
+            now_ms in proptest::prop_oneof![
+                -70_000_000_000_000i64..260_000_000_000_000,
+                1_700_000_000_000i64..1_900_000_000_000,
+            ],
+            month in 1u32..=12, day in 1u32..=31, hour in 0u32..24, minute in 0u32..60,
+            zone in proptest::sample::select(vec!["UTC", "Europe/Berlin", "America/Sao_Paulo", "Pacific/Apia", "+05:30"]),
+        ) {
+            let zone = DefaultZone::parse(zone).unwrap();
+            let civil = Civil { year: 0, month, day, hour, minute, second: 7, millis: 250 };
+            let (mut fast, mut slow) = (civil, civil);
+            let got = infer_year(&mut fast, &zone, now_ms);
+            proptest::prop_assert_eq!(got, infer_year_of_three(&mut slow, &zone, now_ms));
+            if got.is_some() {
+                proptest::prop_assert_eq!(fast.year, slow.year);
+            }
+        }
     }
 
     #[test]
