@@ -30,6 +30,20 @@ fn key_len(text: &[u8]) -> Option<usize> {
     None
 }
 
+/// `text` without leading and trailing spaces, CRs and LFs: a byte loop, where the
+/// standard library's trim with a set of chars decodes each character.
+fn trim_spaces_and_line_ends(text: &str) -> &str {
+    let bytes = text.as_bytes();
+    let blank = |b: &u8| matches!(b, b' ' | b'\r' | b'\n');
+    let start = bytes.iter().position(|b| !blank(b)).unwrap_or(bytes.len());
+    let end = bytes
+        .iter()
+        .rposition(|b| !blank(b))
+        .map_or(start, |i| i + 1);
+    // Both ends are next to ASCII bytes, so on character boundaries.
+    &text[start..end]
+}
+
 pub fn parse(payload: &str) -> Vec<PipeField<'_>> {
     let bytes = payload.as_bytes();
     let Some(first_key) = key_len(bytes) else {
@@ -51,8 +65,10 @@ pub fn parse(payload: &str) -> Vec<PipeField<'_>> {
         }
         let value_end = next.map_or(bytes.len(), |(at, _)| at);
         fields.push(PipeField {
-            key: payload[key_start..key_end].trim(),
-            value: payload[key_end + 1..value_end].trim_matches([' ', '\r', '\n']),
+            // Already trimmed: `key_len` takes a key that starts with a letter and ends
+            // with no space before its colon.
+            key: &payload[key_start..key_end],
+            value: trim_spaces_and_line_ends(&payload[key_end + 1..value_end]),
             offset: key_start,
         });
         match next {
@@ -96,6 +112,19 @@ mod tests {
                 ),
             ]
         );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn values_and_keys_are_trimmed_as_before(text in "[ \r\na-cé:|\t]{0,30}") {
+            proptest::prop_assert_eq!(
+                trim_spaces_and_line_ends(&text),
+                text.trim_matches([' ', '\r', '\n'])
+            );
+            for field in parse(&text) {
+                proptest::prop_assert_eq!(field.key, field.key.trim());
+            }
+        }
     }
 
     #[test]
