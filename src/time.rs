@@ -382,6 +382,16 @@ pub fn infer_year(civil: &mut Civil, zone: &DefaultZone, now_ms: i64) -> Option<
             return Some(ms);
         }
     }
+    closest_of_three_years(civil, zone, now_ms, now_year)
+}
+
+/// Tries the stamp in the years around `now_year` and keeps the one closest to `now_ms`.
+fn closest_of_three_years(
+    civil: &mut Civil,
+    zone: &DefaultZone,
+    now_ms: i64,
+    now_year: i32,
+) -> Option<i64> {
     let mut best: Option<(i64, i32)> = None;
     for year in [now_year - 1, now_year, now_year + 1] {
         let candidate = Civil { year, ..*civil };
@@ -630,19 +640,7 @@ mod tests {
         let now_year = chrono::DateTime::from_timestamp_millis(now_ms)
             .map(|t| chrono::Datelike::year(&t))
             .unwrap_or(1970);
-        let mut best: Option<(i64, i32)> = None;
-        for year in [now_year - 1, now_year, now_year + 1] {
-            let candidate = Civil { year, ..*civil };
-            if let Some(ms) = zone.civil_to_ms(&candidate) {
-                let distance = (ms - now_ms).abs();
-                if best.is_none_or(|(best_ms, _)| distance < (best_ms - now_ms).abs()) {
-                    best = Some((ms, year));
-                }
-            }
-        }
-        let (ms, year) = best?;
-        civil.year = year;
-        Some(ms)
+        closest_of_three_years(civil, zone, now_ms, now_year)
     }
 
     proptest::proptest! {
