@@ -234,8 +234,15 @@ pub fn compile(file: &str, text: &str) -> Result<Grammar, GrammarError> {
             ));
         }
         let kind = event_kind(&mut ctx, event, &spec.map)?;
-        check_places(&kind, &ctx.targets)
-            .map_err(|message| ctx.err(event.class_uid.span(), message))?;
+        check_places(&kind, &ctx.targets).map_err(|clash| {
+            // At the mapping that makes the clash, where there is one: that is the line
+            // to change, not the `[[event]]` line far above it.
+            let span = clash
+                .rule
+                .and_then(|i| event.map.iter().chain(&spec.map).nth(i))
+                .map_or_else(|| event.class_uid.span(), |map| map.to.span());
+            ctx.err(span, clash.message)
+        })?;
         kinds.push(kind);
     }
     let targets = order_slots(ctx.targets, &mut kinds);
@@ -454,16 +461,19 @@ fn event_kind(
 /// a value and members (`device`, `device.hostname`), members and elements (`a.b`, `a[0]`),
 /// or one value and a list (`x`, `x[]`, from two rules) is an error naming both paths. The
 /// event builder would keep one of the two and drop the other without a word.
-fn check_places(kind: &EventKind, targets: &[TargetPath]) -> Result<(), String> {
+fn check_places(kind: &EventKind, targets: &[TargetPath]) -> Result<(), PlaceClash> {
     if let Some((path, _)) = kind
         .ensure
         .iter()
         .find(|(p, _)| matches!(p.segments.last(), Some(Segment::Index(_))))
     {
-        return Err(format!(
-            "ensure {:?}: an ensured path ends in a key (it adds a member to an object that exists)",
-            path.text
-        ));
+        return Err(PlaceClash {
+            message: format!(
+                "ensure {:?}: an ensured path ends in a key (it adds a member to an object that exists)",
+                path.text
+            ),
+            rule: None,
+        });
     }
     // Rules first: two of them at one place with and without `[]` is the only clash at a
     // place (a constant at a rule's place is its default, or a class member its override).
@@ -479,26 +489,38 @@ fn check_places(kind: &EventKind, targets: &[TargetPath]) -> Result<(), String> 
     .chain(kind.activity_name.as_ref().map(|_| "activity_name"))
     .map(|p| TargetPath::parse(p).expect("a plain key"))
     .collect();
-    let paths: Vec<(&TargetPath, bool)> = kind
+    // Each path with the index of its rule (None for constants and class members).
+    let paths: Vec<(&TargetPath, Option<usize>)> = kind
         .mapper
         .rules
         .iter()
-        .map(|r| (&targets[r.slot as usize], true))
-        .chain(kind.set.iter().map(|(p, _)| (p, false)))
-        .chain(kind.ensure.iter().map(|(p, _)| (p, false)))
-        .chain(class_members.iter().map(|p| (p, false)))
+        .enumerate()
+        .map(|(i, r)| (&targets[r.slot as usize], Some(i)))
+        .chain(kind.set.iter().map(|(p, _)| (p, None)))
+        .chain(kind.ensure.iter().map(|(p, _)| (p, None)))
+        .chain(class_members.iter().map(|p| (p, None)))
         .collect();
     for (i, &(a, a_rule)) in paths.iter().enumerate() {
         for &(b, b_rule) in &paths[i + 1..] {
-            if overlap(a, b, a_rule && b_rule) {
-                return Err(format!(
-                    "event {:?}: target paths {:?} and {:?} overlap (one place cannot hold a value and members, or members and elements)",
-                    kind.name, a.text, b.text
-                ));
+            if overlap(a, b, a_rule.is_some() && b_rule.is_some()) {
+                return Err(PlaceClash {
+                    message: format!(
+                        "event {:?}: target paths {:?} and {:?} overlap (one place cannot hold a value and members, or members and elements)",
+                        kind.name, a.text, b.text
+                    ),
+                    // The later rule: the earlier one stood alone until it came.
+                    rule: b_rule.or(a_rule),
+                });
             }
         }
     }
     Ok(())
+}
+
+/// Why an event kind's places clash, and the rule (index into its rules) to point at.
+struct PlaceClash {
+    message: String,
+    rule: Option<usize>,
 }
 
 fn overlap(a: &TargetPath, b: &TargetPath, both_rules: bool) -> bool {

@@ -776,9 +776,18 @@ mod tests {
             .to_string();
         assert_eq!(
             err,
-            "g.toml:5: event \"a\": target paths \"device\" and \"device.hostname\" overlap \
+            "g.toml:13: event \"a\": target paths \"device\" and \"device.hostname\" overlap \
              (one place cannot hold a value and members, or members and elements)"
         );
+        // A clash with a constant or a class member is at the one rule in it; one between
+        // constants alone is at the event's `class_uid`.
+        let err =
+            place_error(&[("json.a", "device.hostname")], "set = { device = \"d\" }").unwrap_err();
+        assert_eq!(err.line, 10, "{err}");
+        let err = place_error(&[("json.a", "x"), ("json.b", "class_uid.x")], "").unwrap_err();
+        assert_eq!(err.line, 13, "{err}");
+        let err = place_error(&[], "set = { a = 1, \"a.b\" = 2 }").unwrap_err();
+        assert_eq!(err.line, 5, "{err}");
         for (maps, constants) in [
             (
                 &[("json.a", "evidences.name"), ("json.b", "evidences[0]")][..],
