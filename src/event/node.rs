@@ -271,11 +271,7 @@ impl<'a> Object<'a> {
     pub fn write_json(&self, out: &mut Vec<u8>) {
         out.push(b'{');
         for (i, Member { key, value, .. }) in self.members.iter().enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
-            write_str(out, key);
-            out.push(b':');
+            write_key(out, key, i > 0);
             // Most values are strings: written here, not through a call per value.
             match value {
                 Node::Str(s) => write_str(out, s),
@@ -555,6 +551,49 @@ pub fn write_str(out: &mut Vec<u8>, s: &str) {
         return;
     }
     write_long(out, bytes);
+}
+
+/// Writes an object member's key with the comma before it (unless it is the first) and the
+/// colon after it. A key shorter than sixteen bytes that needs no escape (nearly all of
+/// them: a hundred per event) is written in one step: one reservation and one block store
+/// for the separator, the quoted key and the colon, where three writes each checked the
+/// capacity.
+#[inline(always)]
+fn write_key(out: &mut Vec<u8>, key: &str, comma: bool) {
+    let bytes = key.as_bytes();
+    #[cfg(target_arch = "x86_64")]
+    if bytes.len() < 16 {
+        use std::arch::x86_64::{_mm_loadu_si128, _mm_storeu_si128};
+        let block = padded_block(bytes);
+        // SAFETY: SSE2 is part of every x86_64 target; the load reads the local block.
+        let v = unsafe { _mm_loadu_si128(block.as_ptr().cast()) };
+        if special_mask(v) == 0 {
+            out.reserve(20);
+            let len = out.len();
+            let comma = usize::from(comma);
+            // SAFETY: the reservation leaves 20 bytes after `len`: the comma (written in any
+            // case, and kept only when `comma` is 1: otherwise the quote overwrites it), the
+            // opening quote, the sixteen-byte store (its bytes past the key are spare
+            // capacity, not kept) and the quote and colon at comma + 1 + bytes.len() <= 17.
+            unsafe {
+                let start = out.as_mut_ptr().add(len);
+                *start = b',';
+                let dst = start.add(comma);
+                *dst = b'"';
+                _mm_storeu_si128(dst.add(1).cast(), v);
+                dst.add(bytes.len() + 1)
+                    .cast::<[u8; 2]>()
+                    .write_unaligned(*b"\":");
+                out.set_len(len + comma + bytes.len() + 3);
+            }
+            return;
+        }
+    }
+    if comma {
+        out.push(b',');
+    }
+    write_str(out, key);
+    out.push(b':');
 }
 
 /// A string of sixteen bytes or more.
@@ -1049,6 +1088,21 @@ mod tests {
                     same_bytes(Value::String(s));
                 }
             }
+        }
+        // Keys (written with their comma and colon in one step when short and plain) of
+        // every length around the sixteen-byte block, with a special byte anywhere.
+        for len in 0..40 {
+            let mut obj = Map::new();
+            for at in 0..len {
+                for special in ['"', '\\', '\n', '\u{1}', ' ', 'é'] {
+                    let mut key: String = "k".repeat(len);
+                    key.replace_range(at..at + 1, &special.to_string());
+                    obj.insert(key, json!(at));
+                }
+            }
+            obj.insert("k".repeat(len), json!("plain"));
+            same_bytes(Value::Object(obj.clone()));
+            same_bytes(json!({ "first": obj.clone(), "": [obj] }));
         }
     }
 
