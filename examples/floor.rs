@@ -1,0 +1,99 @@
+//! What emitting sluice's output costs before any parsing, on one thread, over the same
+//! generated mixed corpus as `examples/throughput.rs`:
+//! `cargo run --release --example floor -- [MESSAGES]` (default 200000).
+//!
+//! 1. `copy`: each event's finished JSON line (made once, before timing) copied into the
+//!    output buffer: the memory traffic of writing the output, and nothing else.
+//! 2. `raw_data`: each message written as a JSON string (quoted and escaped, as the
+//!    event's `raw_data` member is) into the output buffer.
+//! 3. `events without raw_data, copied, + raw_data`: the same events made with
+//!    `raw_data = false` (events not parsed `ok` keep it: Symantec's repaired ones) copied,
+//!    then the message written as a JSON string: about the bytes of a whole event, with
+//!    the escaping its `raw_data` needs.
+//!
+//! Whatever parsing and mapping cost comes on top of these, so 1 / (time per event) here
+//! bounds the events/s of any build that writes the same events. A benchmark: nothing is
+//! asserted.
+#[path = "../benches/corpus/mod.rs"]
+mod corpus;
+
+use std::hint::black_box;
+use std::time::Instant;
+
+#[global_allocator]
+static GLOBAL: sluice::allocator::Mimalloc = sluice::allocator::Mimalloc;
+
+use sluice::event::node::write_str;
+use sluice::grammar::GrammarSet;
+use sluice::source::{Message, ReceiveInfo, Transport};
+use sluice::{ParseOptions, Pipeline};
+
+fn main() {
+    let count: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(200_000);
+    let lines = corpus::mixed(count, 42);
+    let events = written_events(&lines, true);
+    let events_without_raw = written_events(&lines, false);
+    let in_bytes: usize = lines.iter().map(String::len).sum();
+    let out_bytes: usize = events.iter().map(Vec::len).sum();
+    let out_bytes_without_raw: usize = events_without_raw.iter().map(Vec::len).sum();
+    println!(
+        "{count} messages, {:.0} B in and {:.0} B out per event on average ({:.0} B with raw_data = false)",
+        in_bytes as f64 / count as f64,
+        out_bytes as f64 / count as f64,
+        out_bytes_without_raw as f64 / count as f64
+    );
+    let mut out = Vec::with_capacity(1 << 20);
+    let mut measure = |name: &str, each: &mut dyn FnMut(usize, &mut Vec<u8>)| {
+        // Two passes; the second is reported (the first warms the buffer and caches).
+        let mut secs = 0.0;
+        for _ in 0..2 {
+            let start = Instant::now();
+            for i in 0..count {
+                out.clear();
+                each(i, &mut out);
+                black_box(&out);
+            }
+            secs = start.elapsed().as_secs_f64();
+        }
+        println!(
+            "{name:>44}: {:>9.0} events/s, {:.3} µs/event",
+            count as f64 / secs,
+            secs * 1e6 / count as f64
+        );
+    };
+    measure("copy", &mut |i, out| out.extend_from_slice(&events[i]));
+    measure("raw_data", &mut |i, out| write_str(out, &lines[i]));
+    measure(
+        "events without raw_data, copied, + raw_data",
+        &mut |i, out| {
+            out.extend_from_slice(&events_without_raw[i]);
+            write_str(out, &lines[i]);
+        },
+    );
+}
+
+/// Each line's event as sluice writes it.
+fn written_events(lines: &[String], raw_data: bool) -> Vec<Vec<u8>> {
+    let options = ParseOptions {
+        raw_data,
+        ..ParseOptions::default()
+    };
+    let pipeline = Pipeline::new(GrammarSet::embedded().unwrap(), options).unwrap();
+    let received = ReceiveInfo::new("bench", Transport::Tcp);
+    lines
+        .iter()
+        .map(|line| {
+            let message = Message::new(
+                line.clone().into_bytes(),
+                received.clone(),
+                1_700_000_000_000,
+            );
+            let mut out = Vec::new();
+            pipeline.parse_with(&message, |event| event.write_json(&mut out));
+            out
+        })
+        .collect()
+}
