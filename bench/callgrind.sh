@@ -8,6 +8,11 @@
 # Each shape runs twice, with N and 2N messages; the difference divided by N is the cost of
 # one event without warm-up (first-use allocations). Only parse_and_serialise is counted:
 # generating the messages is not. Needs valgrind.
+#
+# Compare two builds at the same N: the messages differ from one N to another. For a change
+# of a few hundred instructions use N >= 1000: a one-off cost (a fresh allocator page, a
+# cache filled on first use) lands in one of the two runs and, divided by a small N, can
+# move one shape's figure by a few thousand (seen: Perception Point at N = 200).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v valgrind >/dev/null || { echo "valgrind not found: apt-get install valgrind" >&2; exit 1; }
