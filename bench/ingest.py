@@ -228,11 +228,16 @@ def main():
     p.add_argument("--cases", default="tcp:cat,tcp:loggen,tls:loggen,udp:loggen")
     p.add_argument("--queue-capacity", type=int, default=65536, help="sluice's general.queue_capacity")
     p.add_argument("--no-raw-data", action="store_true", help="run sluice with general.raw_data = false")
+    p.add_argument("--binary", help="run this sluice binary instead of building target/release/sluice "
+                   "(to compare two builds: alternate runs of each)")
     args = p.parse_args()
     if not shutil.which("loggen"):
         raise SystemExit("loggen not found: run deploy/dev/install-test-tools.sh")
-    sh("cargo", "build", "--release", "--quiet", cwd=ROOT)
-    binary = os.path.join(ROOT, "target/release/sluice")
+    if args.binary:
+        binary = os.path.abspath(args.binary)
+    else:
+        sh("cargo", "build", "--release", "--quiet", cwd=ROOT)
+        binary = os.path.join(ROOT, "target/release/sluice")
     work = tempfile.mkdtemp(prefix="sluice-bench-")
     corpus = os.path.join(work, "corpus.log")
     with open(corpus, "wb") as f:
