@@ -60,9 +60,18 @@ fn read_pem_certs(path: &Path, what: &str) -> Result<Vec<CertificateDer<'static>
     Ok(certs)
 }
 
+/// The TLS crypto of every sluice connection (listeners and the S3 client): rustls with
+/// *ring*, which builds without cmake or a C++ toolchain, unlike aws-lc-rs. rustls 0.23.48
+/// deprecates it for having no post-quantum key exchange; handshakes settle on X25519 or
+/// the NIST curves, as they did before.
+#[allow(deprecated)]
+pub fn crypto_provider() -> rustls::crypto::CryptoProvider {
+    rustls::crypto::ring::default_provider()
+}
+
 /// Builds a rustls server configuration from the PEM files; every error says which file.
 pub fn server_config(settings: &config::Tls) -> Result<Arc<ServerConfig>, String> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(crypto_provider());
     let certs = read_pem_certs(&settings.cert, "certificate")?;
     let key = PrivateKeyDer::from_pem_file(&settings.key).map_err(|e| {
         format!(

@@ -102,7 +102,7 @@ pub fn client_config(
         .add(CertificateDer::from_pem_slice(trust.pem.as_bytes()).unwrap())
         .unwrap();
     let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
+        sluice::source::tls::crypto_provider(),
     ))
     .with_protocol_versions(versions)
     .unwrap()

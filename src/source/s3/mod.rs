@@ -50,7 +50,7 @@ pub const FAILURES: &[&str] = &[
 pub fn build_store(config: &S3Source) -> Result<Arc<dyn ObjectStore>, String> {
     // The HTTP client takes its TLS crypto from the process default: the same `ring`
     // provider the TLS listeners use. Installing it twice is harmless.
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    let _ = crate::source::tls::crypto_provider().install_default();
     let mut builder = AmazonS3Builder::from_env().with_bucket_name(&config.bucket);
     if let Some(region) = &config.region {
         builder = builder.with_region(region);
