@@ -58,6 +58,8 @@ pub struct General {
     pub workers: usize,
     /// Messages waiting between the listeners and the parse workers, in all.
     pub queue_capacity: usize,
+    /// Bytes of messages waiting between the listeners and the parse workers, in all.
+    pub queue_max_bytes: usize,
     /// Time allowed after SIGTERM/SIGINT to finish frames already read and flush the sink.
     pub shutdown_timeout: Seconds,
     /// Sources (grammar + reporting host) tracked one by one in the per-source metrics;
@@ -75,6 +77,7 @@ impl Default for General {
             raw_data: true,
             workers: 0,
             queue_capacity: 65_536,
+            queue_max_bytes: 64 * 1024 * 1024,
             shutdown_timeout: Seconds(Duration::from_secs(30)),
             max_sources: 1000,
             state_dir: PathBuf::from("/var/lib/sluice"),
@@ -794,6 +797,18 @@ impl Config {
         if self.general.queue_capacity == 0 {
             report("general.queue_capacity".into(), "must be at least 1".into());
         }
+        if self.general.queue_max_bytes < 1024 * 1024
+            || self.general.queue_max_bytes > crate::queue::MAX_BYTES_LIMIT
+        {
+            report(
+                "general.queue_max_bytes".into(),
+                format!(
+                    "{} is out of range: from 1048576 (1 MiB) to {}",
+                    self.general.queue_max_bytes,
+                    crate::queue::MAX_BYTES_LIMIT
+                ),
+            );
+        }
         if self.limits.max_connections == 0 || self.limits.max_connections_per_ip == 0 {
             report(
                 "limits".into(),
@@ -1016,6 +1031,19 @@ mod tests {
                 "t.toml:10: listener[1].max_message_bytes: 100 is out of range: RFC 5426 requires at least 480, and sluice takes at most 16 MiB",
             ]
         );
+    }
+
+    #[test]
+    fn queue_bounds_are_checked() {
+        assert_eq!(
+            errors("[general]\nqueue_capacity = 0\nqueue_max_bytes = 1000\n"),
+            vec![
+                "t.toml:2: general.queue_capacity: must be at least 1",
+                "t.toml:3: general.queue_max_bytes: 1000 is out of range: from 1048576 (1 MiB) to 4294967295",
+            ]
+        );
+        let config = Config::from_toml("t.toml", "").unwrap();
+        assert_eq!(config.general.queue_max_bytes, 64 * 1024 * 1024);
     }
 
     #[test]

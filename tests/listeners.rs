@@ -485,12 +485,35 @@ fn garbage_and_binary_are_kept_and_the_listener_keeps_serving() {
 
 #[test]
 fn a_stalled_sink_stops_tcp_reads_and_loses_nothing() {
-    let config =
-        "[general]\nqueue_capacity = 64\nworkers = 1\n".to_string() + &listener("tcp", "tcp", "");
-    let mut sluice = Sluice::start_with(&config, &[], false);
+    let sluice = stall_a_sender("queue_capacity = 64", 400, 20_000);
+    let depth = sluice.metric("sluice_queue_depth", &[]);
+    assert!(depth <= 64.0, "queue depth {depth} over its capacity");
+    drain_and_count(sluice, 20_000);
+}
+
+#[test]
+fn large_messages_fill_the_byte_bound_of_the_queue_first() {
+    // 30 KB messages: 1 MiB holds about 34 of them, far fewer than the 65,536 places.
+    let sluice = stall_a_sender("queue_max_bytes = 1048576", 30_000, 600);
+    let queued = sluice.metric("sluice_queue_bytes", &[]);
+    assert!(
+        queued > 900_000.0 && queued <= 1_048_576.0,
+        "queued bytes {queued}"
+    );
+    assert!(sluice.metric("sluice_queue_depth", &[]) < 40.0);
+    assert_eq!(sluice.metric("sluice_queue_max_bytes", &[]), 1_048_576.0);
+    drain_and_count(sluice, 600);
+}
+
+/// Starts sluice with one TCP listener, one worker and `general` added to `[general]`, and
+/// a sender of `total` lines of `body_len` bytes that nobody drains: the stdout pipe fills,
+/// then the sink, the worker and the queue, and the sender is held back by TCP. Returns once
+/// sluice reports the full queue (waits for room, and "not ready").
+fn stall_a_sender(general: &str, body_len: usize, total: usize) -> StalledSluice {
+    let config = format!("[general]\n{general}\nworkers = 1\n") + &listener("tcp", "tcp", "");
+    let sluice = Sluice::start_with(&config, &[], false);
     let addr = sluice.addr("tcp");
-    let line = format!("<13>Jan 25 09:59:01 host app: {}\n", "z".repeat(400));
-    let total = 20_000;
+    let line = format!("<13>Jan 25 09:59:01 host app: {}\n", "z".repeat(body_len));
     let sender = std::thread::spawn(move || {
         let mut s = TcpStream::connect(addr).unwrap();
         let mut sent = 0;
@@ -500,9 +523,8 @@ fn a_stalled_sink_stops_tcp_reads_and_loses_nothing() {
         }
         sent
     });
-    // Nobody reads sluice's stdout: the pipe fills, then the sink, workers and queue, and
-    // the sender is held back by TCP. The first waits for room can end while the stdout pipe
-    // still drains into its buffer, so the stall is awaited, not sampled once.
+    // The first waits for room can end while the stdout pipe still drains into its buffer,
+    // so the stall is awaited, not sampled once.
     let blocked_at = Instant::now();
     while sluice.metric("sluice_queue_blocked_seconds_count", &[("listener", "tcp")]) < 1.0 {
         assert!(blocked_at.elapsed() < WAIT, "the queue never filled");
@@ -519,8 +541,24 @@ fn a_stalled_sink_stops_tcp_reads_and_loses_nothing() {
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("parse queue"), "{body}");
     assert!(!sender.is_finished(), "the sender was not held back");
-    let depth = sluice.metric("sluice_queue_depth", &[]);
-    assert!(depth <= 64.0, "queue depth {depth} over its capacity");
+    StalledSluice { sluice, sender }
+}
+
+struct StalledSluice {
+    sluice: Sluice,
+    sender: std::thread::JoinHandle<usize>,
+}
+
+impl std::ops::Deref for StalledSluice {
+    type Target = Sluice;
+    fn deref(&self) -> &Sluice {
+        &self.sluice
+    }
+}
+
+/// Reads sluice's stdout again: every line the sender wrote comes out as an event.
+fn drain_and_count(stalled: StalledSluice, total: usize) {
+    let StalledSluice { mut sluice, sender } = stalled;
     sluice.read_stdout();
     assert_eq!(sender.join().unwrap(), total);
     let events = sluice.wait_events(total, Duration::from_secs(60));

@@ -75,7 +75,11 @@ pub async fn run(
         .map_err(anyhow::Error::msg)?,
     );
     let workers = config.workers();
-    let (dispatcher, queues) = queue::bounded(workers, config.general.queue_capacity);
+    let (dispatcher, queues) = queue::bounded(
+        workers,
+        config.general.queue_capacity,
+        config.general.queue_max_bytes,
+    );
     let written = Arc::new(AtomicU64::new(0));
     let sink = sink::open(&config.sink, &written, &health).context("cannot open the sink")?;
     let sink_name = sink.name();
@@ -199,11 +203,14 @@ pub async fn run(
         s3_readers.push((Arc::new(reader), dispatcher.clone()));
     }
     let accepted = dispatcher.accepted();
-    let depth = dispatcher.depth_probe();
+    let fill = dispatcher.fill_probe();
     health.add_probe(move || {
-        let (depth, capacity) = depth();
-        (depth * 10 >= capacity * 9).then(|| {
-            format!("parse queue: {depth} of {capacity} places taken; senders are being held back")
+        let fill = fill()?;
+        (fill.fraction() >= 0.9).then(|| {
+            format!(
+                "parse queue: {} of {} places and {} of {} bytes taken; senders are being held back",
+                fill.messages, fill.capacity, fill.bytes, fill.max_bytes
+            )
         })
     });
     drop(dispatcher);

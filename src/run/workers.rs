@@ -34,8 +34,7 @@ pub fn run(
     let mut sources = SourceMetrics::new(sources);
     // Events are written here, then copied out at their exact size for the sink.
     let mut scratch = Vec::with_capacity(SCRATCH_KEPT);
-    while let Some(batch) = queue.recv_blocking() {
-        let n = batch.len();
+    while let Some((batch, room)) = queue.recv_blocking() {
         let now_seconds = crate::source::now_ms() as f64 / 1000.0;
         let records: Vec<SinkRecord> = batch
             .into_iter()
@@ -77,7 +76,7 @@ pub fn run(
             .collect();
         outcomes.flush();
         sources.flush(now_seconds);
-        queue.release(n);
+        queue.release(room);
         if sink.blocking_send(records).is_err() {
             tracing::error!("the sink stopped; parse worker exits");
             return;

@@ -122,6 +122,16 @@ fn describe() {
         Unit::Count,
         "Capacity of the parse queue (general.queue_capacity)."
     );
+    describe_gauge!(
+        "sluice_queue_bytes",
+        Unit::Bytes,
+        "Bytes of the messages waiting for the parse workers."
+    );
+    describe_gauge!(
+        "sluice_queue_max_bytes",
+        Unit::Bytes,
+        "Byte bound of the parse queue (general.queue_max_bytes)."
+    );
     describe_histogram!(
         "sluice_queue_blocked_seconds",
         Unit::Seconds,
