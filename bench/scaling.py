@@ -112,11 +112,11 @@ def measure(binary, work, data, lines, idle, transport="tcp"):
             wait_connections(metrics_address, idle)
         time.sleep(0.5)
         after = rss_kb(proc.pid)
-        cpu0, _ = proc_stats(proc.pid)
+        user0, kernel0, _ = proc_stats(proc.pid)
         t0 = time.time()
         send(port, data, context)
         end = wait_written(metrics_address, lines)
-        cpu1, peak = proc_stats(proc.pid)
+        user1, kernel1, peak = proc_stats(proc.pid)
         still_open = metric(metrics_address, "sluice_connections_open")
     finally:
         for s in sockets:
@@ -126,7 +126,7 @@ def measure(binary, work, data, lines, idle, transport="tcp"):
     seconds = end - t0
     return {"idle": idle, "rss_before_kb": before, "rss_idle_kb": after,
             "kb_per_idle": (after - before) / idle if idle else 0.0, "msg_per_s": lines / seconds,
-            "mb_per_s": len(data) / seconds / 1e6, "us_cpu_per_msg": (cpu1 - cpu0) / lines * 1e6,
+            "mb_per_s": len(data) / seconds / 1e6, "us_cpu_per_msg": (user1 + kernel1 - user0 - kernel0) / lines * 1e6,
             "peak_rss_mb": peak / 1e6, "idle_still_open": int(still_open)}
 
 
@@ -151,13 +151,17 @@ def main():
     p.add_argument("--size-megabytes", type=int, default=100, help="bytes sent per message-size point")
     p.add_argument("--transport", choices=("tcp", "tls"), default="tcp",
                    help="listener of the connection curve (the message-size curve is TCP)")
+    p.add_argument("--binary", help="run this sluice binary instead of building target/release/sluice")
     args = p.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     if hard < args.max_connections + 100:
         raise SystemExit(f"file-descriptor hard limit {hard} is below {args.max_connections} connections")
-    subprocess.run(["cargo", "build", "--release", "--quiet", "--bin", "sluice"], cwd=ROOT, check=True)
-    binary = os.path.join(ROOT, "target/release/sluice")
+    if args.binary:
+        binary = os.path.abspath(args.binary)
+    else:
+        subprocess.run(["cargo", "build", "--release", "--quiet", "--bin", "sluice"], cwd=ROOT, check=True)
+        binary = os.path.join(ROOT, "target/release/sluice")
     work = tempfile.mkdtemp(prefix="sluice-scaling-")
     corpus = subprocess.run(["cargo", "run", "--release", "--quiet", "--example", "corpus", "--", str(args.messages)],
                             cwd=ROOT, check=True, capture_output=True).stdout
