@@ -354,6 +354,14 @@ def main():
         values = sorted(r[key] for r in runs)
         return " / ".join(fmt.format(v) for v in (values[0], statistics.median(values), values[-1]))
 
+    def ratio(theirs, ours):
+        # CPU time comes in clock ticks (10 ms): a short run can read zero for a receiver.
+        if theirs is None:
+            return "–"
+        if not theirs or not ours:
+            return "– (too short to measure CPU)"
+        return f"{theirs / ours:.2f}×"
+
     print("| receiver | transport | work done | msg/s | µs CPU/msg | user / kernel µs/msg (medians) | out B/msg "
           "| msgs per CPU-s vs syslog-ng raw, same transport | lost (median) | peak RSS MB | p50 / p99 ms to ack |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
@@ -370,14 +378,14 @@ def main():
               f"{span(runs, 'us_cpu_per_msg', '{:.2f}')} | "
               f"{statistics.median(r['us_user_per_msg'] for r in runs):.2f} / "
               f"{statistics.median(r['us_kernel_per_msg'] for r in runs):.2f} | "
-              f"{statistics.median(r['out_bytes_per_msg'] for r in runs):,.0f} | {f'{base / median:.2f}×' if base else '–'} | "
+              f"{statistics.median(r['out_bytes_per_msg'] for r in runs):,.0f} | {ratio(base, median)} | "
               f"{lost:,.0f} ({lost / lines:.1%}) | {span(runs, 'rss_mb', '{:.0f}')} | {ack} |")
     for receiver in (r for r in results if r.startswith("sluice/")):
         ours = statistics.median(r["us_cpu_per_msg"] for r in results[receiver])
         transport = receiver.split("/")[1]
         for peer in (r for r in results if not r.startswith("sluice") and r.endswith("/" + transport)):
             theirs = statistics.median(r["us_cpu_per_msg"] for r in results[peer])
-            print(f"sluice vs {peer}: {theirs / ours:.2f}× the messages per receiver CPU-second")
+            print(f"sluice vs {peer}: {ratio(theirs, ours)} the messages per receiver CPU-second")
     if not args.no_vrl:
         # Parse + normalise, one thread, no I/O: sluice's library against Vector's VRL on
         # the CEF lines of the same corpus (bench/vrl-compare).
