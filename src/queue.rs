@@ -50,8 +50,8 @@ struct Bounds {
 /// The room a batch takes in the queue: given back once its messages are parsed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Room {
-    pub messages: u32,
-    pub bytes: u32,
+    messages: u32,
+    bytes: u32,
 }
 
 /// How full the queue is: taken and total, in messages and in bytes.
@@ -234,10 +234,6 @@ impl Dispatcher {
         let bounds = Arc::downgrade(&self.bounds);
         move || bounds.upgrade().map(|b| b.fill())
     }
-
-    pub fn fill(&self) -> Fill {
-        self.bounds.fill()
-    }
 }
 
 impl WorkQueue {
@@ -280,7 +276,7 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(
-            dispatcher.fill(),
+            dispatcher.bounds.fill(),
             Fill {
                 messages: 2,
                 capacity: 100,
@@ -314,7 +310,7 @@ mod tests {
             .await
             .expect("the send finishes once room is given back")
             .unwrap();
-        assert_eq!(dispatcher.fill().bytes, 2 * charge(1000));
+        assert_eq!(dispatcher.bounds.fill().bytes, 2 * charge(1000));
         assert_eq!(dispatcher.accepted().load(Ordering::Relaxed), 4);
     }
 
@@ -357,6 +353,6 @@ mod tests {
         let batch = (0..5).map(|_| message(10)).collect();
         let Closed(unsent) = dispatcher.send(1, batch, &blocked).await.unwrap_err();
         assert_eq!(unsent.len(), 5);
-        assert_eq!(dispatcher.fill().messages, 0);
+        assert_eq!(dispatcher.bounds.fill().messages, 0);
     }
 }
