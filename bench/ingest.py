@@ -37,6 +37,23 @@ def proc_stats(pid):
     return user, kernel, rss
 
 
+def thread_cpu(pid):
+    """CPU seconds (user + kernel) per thread name, summed over threads of one name."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    seconds = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                name, rest = f.read().split("(", 1)[1].rsplit(")", 1)
+        except FileNotFoundError:
+            continue  # the thread ended
+        fields = rest.split()
+        # Worker threads are numbered (sluice-parse-0, rdk:broker1): one row per kind.
+        kind = name.rstrip("0123456789").rstrip("-")
+        seconds[kind] = seconds.get(kind, 0.0) + (int(fields[11]) + int(fields[12])) / ticks
+    return seconds
+
+
 def metric(address, name, labels=()):
     body = urllib.request.urlopen(f"http://{address}/metrics", timeout=5).read().decode()
     total = 0.0
@@ -153,6 +170,9 @@ def run_once(binary, corpus, corpus_bytes, lines, transport, sender, connections
     if sink == "kafka":
         brokers, broker_port = start_broker(opts.partitions)
         config.append(f'[sink]\ntype = "kafka"\nbrokers = "{brokers}"\ncompression = "{opts.compression}"\n')
+        if opts.kafka_property:
+            config.append("[sink.properties]\n" + "".join(
+                f'"{k}" = "{v}"\n' for k, v in (p.split("=", 1) for p in opts.kafka_property)))
     elif sink == "file":
         config.append(f'[sink]\ntype = "file"\npath = "{out_path}"\n')
     else:
@@ -163,6 +183,7 @@ def run_once(binary, corpus, corpus_bytes, lines, transport, sender, connections
         f.write("".join(config))
     proc = start_sluice(binary, conf, metrics_address)
     user0, kernel0, _ = proc_stats(proc.pid)
+    threads0 = thread_cpu(proc.pid)
     # loggen reads its input in 8,191-byte pieces: over UDP each piece is a datagram of its
     # own (a 32 KB KATA line arrives as four), while TCP and TLS carry the bytes intact.
     per_connection = loggen_udp_datagrams(corpus) if (sender, transport) == ("loggen", "udp") else lines
@@ -196,6 +217,7 @@ def run_once(binary, corpus, corpus_bytes, lines, transport, sender, connections
         time.sleep(0.01)
     t1 = time.time()
     user1, kernel1, rss = proc_stats(proc.pid)
+    threads1 = thread_cpu(proc.pid)
     user, kernel = user1 - user0, kernel1 - kernel0
     latency = {}
     if sink == "kafka":
@@ -216,6 +238,8 @@ def run_once(binary, corpus, corpus_bytes, lines, transport, sender, connections
         "cpu_s": user + kernel, "us_cpu_per_msg": (user + kernel) / max(written, 1) * 1e6,
         "us_user_per_msg": user / max(written, 1) * 1e6, "us_kernel_per_msg": kernel / max(written, 1) * 1e6,
         "out_bytes_per_msg": out_bytes / max(written, 1),
+        "thread_us_per_msg": {k: (v - threads0.get(k, 0.0)) / max(written, 1) * 1e6
+                              for k, v in sorted(threads1.items())},
         "peak_rss_mb": rss / 1e6, "sender_s": sent_done - t0,
         "p50_ms": latency.get(0.5, float("nan")) * 1000, "p99_ms": latency.get(0.99, float("nan")) * 1000,
     }
@@ -228,6 +252,9 @@ def main():
     p.add_argument("--sink", choices=["null", "file", "kafka"], default="null")
     p.add_argument("--partitions", type=int, default=1, help="kafka: partitions of sluice.events")
     p.add_argument("--compression", default="zstd", help="kafka: none, gzip, snappy, lz4, zstd")
+    p.add_argument("--kafka-property", action="append", default=[], metavar="KEY=VALUE",
+                   help="kafka: a librdkafka property for sluice's producer (repeatable), "
+                        "e.g. compression.level=1")
     p.add_argument("--rate", type=int, default=0, help="loggen messages/s per connection (0: as fast as it can)")
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--cases", default="tcp:cat,tcp:loggen,tls:loggen,udp:loggen")
@@ -236,7 +263,7 @@ def main():
     p.add_argument("--binary", help="run this sluice binary instead of building target/release/sluice "
                    "(to compare two builds: alternate runs of each)")
     args = p.parse_args()
-    if not shutil.which("loggen"):
+    if "loggen" in args.cases and not shutil.which("loggen"):
         raise SystemExit("loggen not found: run deploy/dev/install-test-tools.sh")
     if args.binary:
         binary = os.path.abspath(args.binary)
@@ -248,7 +275,8 @@ def main():
     with open(corpus, "wb") as f:
         sh("cargo", "run", "--release", "--quiet", "--example", "corpus", "--", str(args.messages), cwd=ROOT, stdout=f)
     corpus_bytes = os.path.getsize(corpus)
-    kafka = f" ({args.partitions} partitions, {args.compression})" if args.sink == "kafka" else ""
+    kafka = (f" ({args.partitions} partitions, {args.compression}"
+             + "".join(f", {p}" for p in args.kafka_property) + ")") if args.sink == "kafka" else ""
     raw = "; raw_data off" if args.no_raw_data else ""
     print(f"corpus: {args.messages} lines, {corpus_bytes} bytes ({corpus_bytes / args.messages:.1f} B/line); "
           f"{os.cpu_count()} cores; sink {args.sink}{kafka}; {args.runs} runs per case (min / median / max){raw}")
@@ -274,6 +302,10 @@ def main():
               f"| {median('us_user_per_msg'):.2f} / {median('us_kernel_per_msg'):.2f} | {median('out_bytes_per_msg'):,.0f} "
               f"| {span('peak_rss_mb', '{:.0f}')} "
               f"| {r['written']} / {r['sent']} ({r['kernel_dropped']}) | {ack} |", flush=True)
+        kinds = sorted({k for r in results for k in r["thread_us_per_msg"]})
+        print("|  | CPU µs/msg per thread (medians): " + ", ".join(
+            f"{k} {statistics.median(r['thread_us_per_msg'].get(k, 0.0) for r in results):.2f}"
+            for k in kinds) + " |", flush=True)
         with open(os.path.join(work, "results.jsonl"), "a") as f:
             for result in results:
                 f.write(json.dumps(result) + "\n")

@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Where `sluice run`'s CPU goes while it takes the generated corpus over one loopback TCP
-connection into the null sink: `perf record -e cpu-clock` (hardware counters do not work on
+connection into the null sink (or a tansu broker on loopback, `--sink kafka`): `perf record -e cpu-clock` (hardware counters do not work on
 this VM) on the running process, then the hottest symbols per thread.
 
-    python3 bench/perf_ingest.py [--messages N] [--binary PATH]
+    python3 bench/perf_ingest.py [--messages N] [--binary PATH] [--sink null|kafka]
 
 The corpus goes in 1 MiB socket writes (the cheapest sender), and recording stops once
 sluice counted every line written. Needs perf (Debian: linux-perf). A profile, not a test:
@@ -13,7 +13,7 @@ import argparse, os, signal, socket, subprocess, sys, tempfile, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from ingest import free_port, metric, send_in_mib_writes, sh, start_sluice  # noqa: E402
+from ingest import free_port, metric, send_in_mib_writes, sh, start_broker, start_sluice  # noqa: E402
 
 
 def report(data, sort, rows):
@@ -27,6 +27,9 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--messages", type=int, default=300000, help="corpus lines")
     p.add_argument("--binary", help="profile this sluice binary instead of building target/release/sluice")
+    p.add_argument("--sink", choices=["null", "kafka"], default="null",
+                   help="kafka: a tansu broker on loopback (deploy/dev/tansu.sh install)")
+    p.add_argument("--compression", default="zstd", help="kafka: none, gzip, snappy, lz4, zstd")
     opts = p.parse_args()
     if subprocess.run(["sh", "-c", "command -v perf"], capture_output=True).returncode != 0:
         raise SystemExit("perf not found: apt-get install linux-perf")
@@ -44,9 +47,15 @@ def main():
     os.remove(os.path.join(work, "corpus.log"))
     port, metrics_address = free_port(), f"127.0.0.1:{free_port()}"
     conf = os.path.join(work, "sluice.toml")
+    broker_port, counted = None, "sluice_events_written_total"
+    sink = '[sink]\ntype = "null"\n'
+    if opts.sink == "kafka":
+        brokers, broker_port = start_broker(1)
+        sink = f'[sink]\ntype = "kafka"\nbrokers = "{brokers}"\ncompression = "{opts.compression}"\n'
+        counted = "sluice_events_delivered_total"
     with open(conf, "w") as f:
         f.write(f'[general]\nqueue_capacity = 65536\n[[listener]]\nname = "bench"\ntransport = "tcp"\n'
-                f'address = "127.0.0.1:{port}"\n[sink]\ntype = "null"\n[metrics]\naddress = "{metrics_address}"\n')
+                f'address = "127.0.0.1:{port}"\n{sink}[metrics]\naddress = "{metrics_address}"\n')
     proc = start_sluice(binary, conf, metrics_address)
     perf_data = os.path.join(work, "perf.data")
     recorder = subprocess.Popen(["perf", "record", "-F", "2000", "-e", "cpu-clock", "-g", "-p", str(proc.pid),
@@ -58,7 +67,7 @@ def main():
         lines, written = data.count(b"\n"), 0
         deadline = time.time() + 120
         while written < lines and time.time() < deadline:
-            written = metric(metrics_address, "sluice_events_written_total")
+            written = metric(metrics_address, counted)
             time.sleep(0.1)
         print(f"{int(written)} of {lines} lines written")
     finally:
@@ -66,6 +75,8 @@ def main():
         recorder.wait(timeout=60)
         proc.terminate()
         proc.wait(timeout=60)
+        if broker_port:
+            subprocess.run(["bash", os.path.join(ROOT, "deploy/dev/tansu.sh"), "stop", str(broker_port)], check=False)
     report(perf_data, "comm", 10)
     report(perf_data, "comm,sym", 40)
     print(f"perf data: {perf_data}")
