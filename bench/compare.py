@@ -36,7 +36,7 @@ import argparse, fcntl, os, shutil, socket, ssl, statistics, subprocess, sys, te
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RSYSLOG = os.path.join(ROOT, "target/e2e-tools/rsyslog")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from ingest import certificates, free_port, metric, proc_stats, quantile, start_broker  # noqa: E402
+from ingest import certificates, free_port, metric, proc_stats, quantile, start_broker, stop_broker  # noqa: E402
 
 RECEIVERS = ("sluice/tcp,syslog-ng-raw/tcp,syslog-ng-parse/tcp,rsyslog-raw/tcp,"
              "sluice/udp,syslog-ng-raw/udp,rsyslog-raw/udp,sluice/tls,syslog-ng-raw/tls,sluice-kafka/tcp")
@@ -275,7 +275,7 @@ def run_once(receiver, binary, data, lines, work, output="file"):
         proc.terminate()
         proc.wait(timeout=60)
         if broker_port:
-            subprocess.run(["bash", os.path.join(ROOT, "deploy/dev/tansu.sh"), "stop", str(broker_port)], check=False)
+            stop_broker(broker_port)
     out_bytes = 0
     if reader:
         reader.finish()

@@ -2,17 +2,19 @@
 """Ingest benchmark: drives a release `sluice run` over loopback TCP, UDP and TLS with
 syslog-ng's loggen (and, for TCP, a near-free `cat`-style sender), and reports messages/s,
 MB/s, sluice's CPU seconds and µs of CPU per message (also split into user and kernel
-time, and with `--sink file` the bytes written per message), and its peak RSS.
+time, and per kind of thread, sluice's and librdkafka's; with `--sink file` the bytes
+written per message), and its peak RSS.
 
     python3 bench/ingest.py [--messages N] [--connections C] [--sink null|file|kafka] [--runs R]
     python3 bench/ingest.py --sink kafka --partitions 3 --compression zstd [--rate MSG_PER_S]
+    python3 bench/ingest.py --sink kafka --cases tcp:cat --kafka-property queue.buffering.max.kbytes=65536
     python3 bench/ingest.py --sink file --cases tcp:cat [--no-raw-data] [--queue-capacity N]
 
 With `--sink kafka` it starts a tansu broker on loopback (deploy/dev/tansu.sh install) and
 also reports the latency from receiving a message to the broker's acknowledgement (p50 and
 p99, interpolated within sluice's histogram buckets).
 
-Needs loggen (deploy/dev/install-test-tools.sh). A benchmark, not a test: nothing is
+The loggen cases need loggen (deploy/dev/install-test-tools.sh). A benchmark, not a test: nothing is
 asserted about speed; every run checks that each message sent was counted.
 """
 import argparse, json, os, shutil, signal, socket, statistics, subprocess, sys, tempfile, time, urllib.request
@@ -24,11 +26,17 @@ def sh(*args, **kw):
     return subprocess.run(args, check=True, **kw)
 
 
-def proc_stats(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
+def stat_cpu(path):
+    """(name, user seconds, kernel seconds) from a /proc .../stat file."""
+    with open(path) as f:
+        name, rest = f.read().split("(", 1)[1].rsplit(")", 1)
+    fields = rest.split()
     ticks = os.sysconf("SC_CLK_TCK")
-    user, kernel = int(fields[11]) / ticks, int(fields[12]) / ticks
+    return name, int(fields[11]) / ticks, int(fields[12]) / ticks
+
+
+def proc_stats(pid):
+    _, user, kernel = stat_cpu(f"/proc/{pid}/stat")
     rss = 0
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -39,18 +47,15 @@ def proc_stats(pid):
 
 def thread_cpu(pid):
     """CPU seconds (user + kernel) per thread name, summed over threads of one name."""
-    ticks = os.sysconf("SC_CLK_TCK")
     seconds = {}
     for tid in os.listdir(f"/proc/{pid}/task"):
         try:
-            with open(f"/proc/{pid}/task/{tid}/stat") as f:
-                name, rest = f.read().split("(", 1)[1].rsplit(")", 1)
+            name, user, kernel = stat_cpu(f"/proc/{pid}/task/{tid}/stat")
         except FileNotFoundError:
             continue  # the thread ended
-        fields = rest.split()
         # Worker threads are numbered (sluice-parse-0, rdk:broker1): one row per kind.
         kind = name.rstrip("0123456789").rstrip("-")
-        seconds[kind] = seconds.get(kind, 0.0) + (int(fields[11]) + int(fields[12])) / ticks
+        seconds[kind] = seconds.get(kind, 0.0) + user + kernel
     return seconds
 
 
@@ -131,6 +136,18 @@ def start_broker(partitions):
     return out.stdout.strip(), port
 
 
+def stop_broker(port):
+    subprocess.run(["bash", os.path.join(ROOT, "deploy/dev/tansu.sh"), "stop", str(port)], check=False)
+
+
+def kafka_property(text):
+    """argparse type for KEY=VALUE."""
+    key, sep, value = text.partition("=")
+    if not key or not sep:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected KEY=VALUE")
+    return key, value
+
+
 def send_in_mib_writes(sock, data):
     """The whole of `data` in 1 MiB socket writes: the cheapest sender ("cat")."""
     view = memoryview(data)
@@ -172,7 +189,7 @@ def run_once(binary, corpus, corpus_bytes, lines, transport, sender, connections
         config.append(f'[sink]\ntype = "kafka"\nbrokers = "{brokers}"\ncompression = "{opts.compression}"\n')
         if opts.kafka_property:
             config.append("[sink.properties]\n" + "".join(
-                f'"{k}" = "{v}"\n' for k, v in (p.split("=", 1) for p in opts.kafka_property)))
+                f'"{k}" = "{v}"\n' for k, v in opts.kafka_property))
     elif sink == "file":
         config.append(f'[sink]\ntype = "file"\npath = "{out_path}"\n')
     else:
@@ -228,7 +245,7 @@ def run_once(binary, corpus, corpus_bytes, lines, transport, sender, connections
     # Read after the shutdown flushed the sink's buffer.
     out_bytes = os.path.getsize(out_path) if sink == "file" else 0
     if broker_port:
-        subprocess.run(["bash", os.path.join(ROOT, "deploy/dev/tansu.sh"), "stop", str(broker_port)], check=False)
+        stop_broker(broker_port)
     seconds = t1 - t0
     return {
         "transport": transport, "sender": sender, "connections": connections, "sink": sink,
@@ -252,7 +269,7 @@ def main():
     p.add_argument("--sink", choices=["null", "file", "kafka"], default="null")
     p.add_argument("--partitions", type=int, default=1, help="kafka: partitions of sluice.events")
     p.add_argument("--compression", default="zstd", help="kafka: none, gzip, snappy, lz4, zstd")
-    p.add_argument("--kafka-property", action="append", default=[], metavar="KEY=VALUE",
+    p.add_argument("--kafka-property", action="append", default=[], metavar="KEY=VALUE", type=kafka_property,
                    help="kafka: a librdkafka property for sluice's producer (repeatable), "
                         "e.g. compression.level=1")
     p.add_argument("--rate", type=int, default=0, help="loggen messages/s per connection (0: as fast as it can)")
@@ -276,7 +293,7 @@ def main():
         sh("cargo", "run", "--release", "--quiet", "--example", "corpus", "--", str(args.messages), cwd=ROOT, stdout=f)
     corpus_bytes = os.path.getsize(corpus)
     kafka = (f" ({args.partitions} partitions, {args.compression}"
-             + "".join(f", {p}" for p in args.kafka_property) + ")") if args.sink == "kafka" else ""
+             + "".join(f", {k}={v}" for k, v in args.kafka_property) + ")") if args.sink == "kafka" else ""
     raw = "; raw_data off" if args.no_raw_data else ""
     print(f"corpus: {args.messages} lines, {corpus_bytes} bytes ({corpus_bytes / args.messages:.1f} B/line); "
           f"{os.cpu_count()} cores; sink {args.sink}{kafka}; {args.runs} runs per case (min / median / max){raw}")

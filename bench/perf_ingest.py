@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """Where `sluice run`'s CPU goes while it takes the generated corpus over one loopback TCP
-connection into the null sink (or a tansu broker on loopback, `--sink kafka`): `perf record -e cpu-clock` (hardware counters do not work on
-this VM) on the running process, then the hottest symbols per thread.
+connection into the null sink (or, with `--sink kafka`, a tansu broker on loopback):
+`perf record -e cpu-clock` (hardware counters do not work on this VM) on the running
+process, then the hottest symbols per thread.
 
-    python3 bench/perf_ingest.py [--messages N] [--binary PATH] [--sink null|kafka]
+    python3 bench/perf_ingest.py [--messages N] [--binary PATH] [--sink null|kafka] [--compression C]
 
 The corpus goes in 1 MiB socket writes (the cheapest sender), and recording stops once
 sluice counted every line written. Needs perf (Debian: linux-perf). A profile, not a test:
@@ -13,7 +14,7 @@ import argparse, os, signal, socket, subprocess, sys, tempfile, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from ingest import free_port, metric, send_in_mib_writes, sh, start_broker, start_sluice  # noqa: E402
+from ingest import free_port, metric, send_in_mib_writes, sh, start_broker, start_sluice, stop_broker  # noqa: E402
 
 
 def report(data, sort, rows):
@@ -76,7 +77,7 @@ def main():
         proc.terminate()
         proc.wait(timeout=60)
         if broker_port:
-            subprocess.run(["bash", os.path.join(ROOT, "deploy/dev/tansu.sh"), "stop", str(broker_port)], check=False)
+            stop_broker(broker_port)
     report(perf_data, "comm", 10)
     report(perf_data, "comm,sym", 40)
     print(f"perf data: {perf_data}")
