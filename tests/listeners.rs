@@ -762,7 +762,7 @@ fn healthcheck_subcommand_asks_a_running_sluice() {
             .args([
                 "healthcheck",
                 "--address",
-                &sluice.metrics.to_string(),
+                &sluice.metrics.expect("metrics on").to_string(),
                 "--path",
                 path,
             ])

@@ -365,3 +365,33 @@ fn metric_names_are_found_in_expressions() {
         BTreeSet::from(["sluice_kafka_delivery_seconds_bucket".to_string()])
     );
 }
+
+/// With the metrics endpoint off, histograms still record a sample per message, so their
+/// upkeep must run without it: it did not, and memory grew by about 29 bytes a message for
+/// as long as sluice ran. The upkeep thread must exist in the real process.
+#[test]
+fn histograms_are_kept_up_with_the_metrics_endpoint_off() {
+    let sluice = Sluice::start_without_metrics(
+        "[[listener]]\nname = \"tcp\"\ntransport = \"tcp\"\naddress = \"127.0.0.1:0\"\n",
+    );
+    assert!(sluice.metrics.is_none());
+    let kata = common::server::seed_line("kaspersky_kata.log");
+    tcp_send(sluice.addr("tcp"), format!("{kata}\n").as_bytes());
+    assert_eq!(sluice.wait_events(1, WAIT).len(), 1);
+    let threads: Vec<String> = std::fs::read_dir(format!("/proc/{}/task", sluice.pid()))
+        .unwrap()
+        .map(|task| {
+            let comm = task.unwrap().path().join("comm");
+            std::fs::read_to_string(comm).unwrap().trim().to_string()
+        })
+        .collect();
+    assert!(
+        threads
+            .iter()
+            .any(|t| t == sluice::telemetry::UPKEEP_THREAD),
+        "no {} thread among {threads:?}",
+        sluice::telemetry::UPKEEP_THREAD
+    );
+    let stopped = sluice.stop();
+    assert!(stopped.status.success(), "{:?}", stopped.status);
+}

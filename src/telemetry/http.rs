@@ -19,17 +19,6 @@ pub async fn serve(
     health: Arc<Health>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    // Histograms keep raw samples until upkeep folds them into buckets.
-    let upkeep = handle.clone();
-    let mut upkeep_shutdown = shutdown.clone();
-    tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                _ = upkeep_shutdown.changed() => return,
-                _ = tokio::time::sleep(Duration::from_secs(5)) => upkeep.run_upkeep(),
-            }
-        }
-    });
     loop {
         let accepted = tokio::select! {
             _ = shutdown.changed() => return,

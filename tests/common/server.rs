@@ -16,7 +16,8 @@ pub struct Sluice {
     child: Child,
     pub dir: tempfile::TempDir,
     pub listeners: HashMap<String, SocketAddr>,
-    pub metrics: SocketAddr,
+    /// None when started with the metrics endpoint off.
+    pub metrics: Option<SocketAddr>,
     stdout: Option<ChildStdout>,
     readers: Vec<JoinHandle<()>>,
     events: Arc<Mutex<Vec<Value>>>,
@@ -40,11 +41,20 @@ impl Sluice {
     /// `read_stdout: false` leaves the events in the pipe until [`Sluice::read_stdout`]
     /// (a stalled consumer, for back-pressure tests).
     pub fn start_with(config: &str, args: &[&str], read_stdout: bool) -> Sluice {
+        Sluice::launch(config, "127.0.0.1:0", args, read_stdout)
+    }
+
+    /// As [`Sluice::start`], with no metrics endpoint (`--metrics ""`).
+    pub fn start_without_metrics(config: &str) -> Sluice {
+        Sluice::launch(config, "", &[], true)
+    }
+
+    fn launch(config: &str, metrics_arg: &str, args: &[&str], read_stdout: bool) -> Sluice {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sluice.toml");
         std::fs::write(&path, config).unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
-            .args(["run", "--log-format", "json", "--metrics", "127.0.0.1:0"])
+            .args(["run", "--log-format", "json", "--metrics", metrics_arg])
             .arg("--config")
             .arg(&path)
             .args(args)
@@ -109,7 +119,11 @@ impl Sluice {
             child,
             dir,
             listeners,
-            metrics: metrics.expect("metrics address in the logs"),
+            metrics: match metrics {
+                Some(address) => Some(address),
+                None if metrics_arg.is_empty() => None,
+                None => panic!("no metrics address in the logs"),
+            },
             readers: vec![stderr_reader],
             events: Arc::new(Mutex::new(Vec::new())),
             logs,
@@ -176,7 +190,11 @@ impl Sluice {
     }
 
     pub fn get(&self, path: &str) -> (u16, String) {
-        http_get(self.metrics, path)
+        http_get(self.metrics.expect("started with metrics"), path)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     pub fn scrape(&self) -> String {
