@@ -243,6 +243,11 @@ impl WorkQueue {
         self.rx.blocking_recv()
     }
 
+    /// The next batch if one is queued now (`None` when empty or closed).
+    pub fn try_recv(&mut self) -> Option<Queued> {
+        self.rx.try_recv().ok()
+    }
+
     /// Gives back the room of a batch taken off the queue.
     pub fn release(&self, room: Room) {
         self.bounds.give_back(room);
