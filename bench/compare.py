@@ -19,7 +19,7 @@ parse_syslog + parse_cef + parse_json + JSON encoding), one thread, in memory.
 
     bash bench/compare.sh                 # installs what it needs, then runs this
     python3 bench/compare.py [--messages N] [--runs R] [--receivers sluice/tcp,syslog-ng-raw/udp,...]
-                             [--output file|pipe] [--no-vrl]
+                             [--output file|pipe] [--no-vrl] [--binary PATH]
 
 The TCP and TLS sender is a near-free one (the corpus in 1 MiB socket writes), so the
 receivers, not the sender, set the pace; on 2 cores the sender still shares the machine,
@@ -307,6 +307,8 @@ def main():
                    help="where receivers write: a file each (default), or a FIFO that this script reads "
                         "and counts, which takes the page cache out of the CPU figures")
     p.add_argument("--no-vrl", action="store_true", help="skip sluice vs VRL (its first build takes about 10 minutes)")
+    p.add_argument("--binary", help="run this sluice binary instead of building target/release/sluice "
+                                    "(to compare two builds: alternate runs of each)")
     args = p.parse_args()
     receivers = args.receivers.split(",")
     for receiver in receivers:
@@ -317,8 +319,11 @@ def main():
         raise SystemExit("syslog-ng not found: apt-get install syslog-ng-core (bench/compare.sh does)")
     if any(r.startswith("rsyslog") for r in receivers) and not os.path.exists(os.path.join(RSYSLOG, "usr/sbin/rsyslogd")):
         raise SystemExit("rsyslogd not found: deploy/dev/install-test-tools.sh")
-    subprocess.run(["cargo", "build", "--release", "--quiet", "--bin", "sluice"], cwd=ROOT, check=True)
-    binary = os.path.join(ROOT, "target/release/sluice")
+    if args.binary:
+        binary = os.path.abspath(args.binary)
+    else:
+        subprocess.run(["cargo", "build", "--release", "--quiet", "--bin", "sluice"], cwd=ROOT, check=True)
+        binary = os.path.join(ROOT, "target/release/sluice")
     work = tempfile.mkdtemp(prefix="sluice-compare-")
     corpus = os.path.join(work, "corpus.log")
     with open(corpus, "wb") as f:
