@@ -786,3 +786,67 @@ fn healthcheck_subcommand_asks_a_running_sluice() {
         .unwrap();
     assert_eq!(closed.status.code(), Some(1));
 }
+
+/// How many batches a listener handed to the parse queue.
+fn batches_queued(sluice: &Sluice, listener: &str) -> f64 {
+    sluice.metric("sluice_batches_queued_total", &[("listener", listener)])
+}
+
+fn trickle(count: usize) -> Vec<String> {
+    (0..count)
+        .map(|i| format!("<13>Jan 25 09:59:01 host app: trickle n={i}"))
+        .collect()
+}
+
+/// A sender that sluice outpaces (a message every 200 µs or so) is read once per
+/// millisecond, not once per message: each read queues a batch and wakes a worker.
+#[test]
+fn a_trickling_tcp_sender_is_read_in_batches_and_loses_nothing() {
+    let sluice = Sluice::start(&listener("tcp", "tcp", ""));
+    let sent = trickle(200);
+    let mut stream = TcpStream::connect(sluice.addr("tcp")).unwrap();
+    stream.set_nodelay(true).unwrap();
+    for line in &sent {
+        stream.write_all(format!("{line}\n").as_bytes()).unwrap();
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    let events = sluice.wait_events(sent.len(), WAIT);
+    assert_eq!(raw(&events), sent);
+    let batches = batches_queued(&sluice, "tcp");
+    assert!(
+        (1.0..=100.0).contains(&batches),
+        "{batches} batches queued for 200 messages"
+    );
+}
+
+/// The same over UDP, where the listener sleeps only when the kernel granted its socket a
+/// buffer of at least 4 MiB (so that the sleep cannot cost a datagram).
+#[test]
+fn a_trickling_udp_sender_is_read_in_batches_and_loses_nothing() {
+    let sluice = Sluice::start(&listener("udp", "udp", "receive_buffer_bytes = 8388608"));
+    let sent = trickle(200);
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    for line in &sent {
+        socket.send_to(line.as_bytes(), sluice.addr("udp")).unwrap();
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    let events = sluice.wait_events(sent.len(), WAIT);
+    assert_eq!(raw(&events), sent);
+    // Linux doubles the request up to twice net.core.rmem_max.
+    let rmem_max: usize = std::fs::read_to_string("/proc/sys/net/core/rmem_max")
+        .map(|t| t.trim().parse().unwrap_or(0))
+        .unwrap_or(0);
+    let batches = batches_queued(&sluice, "udp");
+    assert!(batches >= 1.0, "no batches counted");
+    if 2 * rmem_max.min(8_388_608) < 4 * 1024 * 1024 {
+        eprintln!(
+            "net.core.rmem_max = {rmem_max}: the socket's buffer is under 4 MiB, so the \
+             listener reads at once ({batches} batches); the batching is not checked"
+        );
+        return;
+    }
+    assert!(
+        batches <= 100.0,
+        "{batches} batches queued for 200 datagrams"
+    );
+}

@@ -8,6 +8,8 @@ pub struct ListenerMetrics {
     name: String,
     transport: &'static str,
     pub messages: Counter,
+    /// Batches handed to the parse queue: messages / batches is how many each wake-up read.
+    pub batches: Counter,
     pub bytes: Counter,
     pub connections_accepted: Counter,
     pub connections_open: Gauge,
@@ -83,6 +85,7 @@ impl ListenerMetrics {
         }
         ListenerMetrics {
             messages: counter!("sluice_messages_received_total", "listener" => l.clone(), "transport" => transport),
+            batches: counter!("sluice_batches_queued_total", "listener" => l.clone(), "transport" => transport),
             bytes: counter!("sluice_bytes_received_total", "listener" => l.clone(), "transport" => transport),
             connections_accepted: counter!("sluice_connections_accepted_total", "listener" => l.clone()),
             connections_open: gauge!("sluice_connections_open", "listener" => l.clone()),

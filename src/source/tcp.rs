@@ -30,6 +30,13 @@ const READ_BUFFER: usize = 64 * 1024;
 /// it means data is flowing: the next reads use a READ_BUFFER.
 const IDLE_READ_BUFFER: usize = 2 * 1024;
 
+/// A read shorter than this means the connection outpaces its sender: it then waits
+/// [`TRICKLE_WAIT`] before reading again, so it reads (and queues) once per many messages
+/// rather than per one or two.
+const TRICKLE_READ: usize = 16 * 1024;
+/// The latency that wait adds to a trickle.
+const TRICKLE_WAIT: Duration = Duration::from_millis(1);
+
 /// What every connection of one listener shares.
 pub struct StreamListener {
     /// Template for each connection's `ReceiveInfo` (listener name, transport, tags, grammar).
@@ -150,7 +157,15 @@ impl StreamListener {
         let mut flowing = false;
         let mut partial_since: Option<Instant> = None;
         let mut idle_since = Instant::now();
+        let mut trickle = false;
         let end: &'static str = loop {
+            if trickle {
+                tokio::select! {
+                    biased;
+                    _ = shutdown.changed() => break closed::SHUTDOWN,
+                    _ = tokio::time::sleep(TRICKLE_WAIT) => {}
+                }
+            }
             let deadline = match partial_since {
                 Some(since) => (since + self.frame_timeout).min(idle_since + self.idle_timeout),
                 None => idle_since + self.idle_timeout,
@@ -183,6 +198,7 @@ impl StreamListener {
             };
             let now = Instant::now();
             idle_since = now;
+            trickle = n < TRICKLE_READ;
             self.metrics.bytes.increment(n as u64);
             if !flowing {
                 framer.push(&idle_buffer[..n]);
@@ -261,6 +277,7 @@ impl StreamListener {
         // Counted per batch, not per message: a shared counter's cache line bouncing
         // between the cores was a visible part of the listener thread's time.
         self.metrics.messages.increment(batch.len() as u64);
+        self.metrics.batches.increment(1);
         match self
             .dispatcher
             .send(id, batch, &self.metrics.queue_blocked)

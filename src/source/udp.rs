@@ -417,6 +417,7 @@ impl DatagramListener {
             drops_read = std::time::Instant::now();
             self.metrics.messages.increment(accepted);
             self.metrics.bytes.increment(accepted_bytes);
+            self.metrics.batches.increment(batches.len() as u64);
             for (key, batch) in batches {
                 if let Err(closed) = runtime.block_on(self.dispatcher.send(
                     key,

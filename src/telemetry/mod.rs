@@ -77,6 +77,11 @@ fn describe() {
         "Messages after framing, per listener and transport."
     );
     describe_counter!(
+        "sluice_batches_queued_total",
+        Unit::Count,
+        "Batches of messages a listener handed to the parse queue (one or more per read or wake-up)."
+    );
+    describe_counter!(
         "sluice_bytes_received_total",
         Unit::Bytes,
         "Bytes read from sockets (TLS: after decryption)."
