@@ -42,6 +42,10 @@ panels = [
         (f'sum by (listener, reason) (rate(sluice_messages_truncated_total{{{SEL}}}[$__rate_interval]))', "truncated {{listener}}: {{reason}}"),
         (f'sum by (listener, reason) (rate(sluice_udp_datagrams_dropped_total{{{SEL}}}[$__rate_interval]))', "UDP dropped {{listener}}: {{reason}}"),
     ], "short", "Truncated messages are kept (flagged); UDP drops are lost datagrams."),
+    ts("Messages per batch", [(
+        f'sum by (listener) (rate(sluice_messages_received_total{{{SEL}, transport!="s3"}}[$__rate_interval])) / sum by (listener) (rate(sluice_batches_queued_total{{{SEL}}}[$__rate_interval]))',
+        "{{listener}}")], "short",
+       "Messages each read of a TCP, TLS or UDP listener queued. A sender slower than sluice is read about once a millisecond; a high figure means the listener is busy."),
     row("Parsing"),
     ts("Parse success ratio by grammar", [(
         f'sum by (grammar) (rate(sluice_parse_total{{{SEL}, status="ok"}}[$__rate_interval])) / sum by (grammar) (rate(sluice_parse_total{{{SEL}}}[$__rate_interval]))',

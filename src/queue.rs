@@ -9,7 +9,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use metrics::{gauge, Gauge, Histogram};
 use tokio::sync::{mpsc, Semaphore};
@@ -18,6 +18,11 @@ use crate::source::Message;
 
 /// What a queued message holds besides its bytes: the message itself.
 const MESSAGE_OVERHEAD: usize = std::mem::size_of::<Message>();
+
+/// How long a listener or a parse worker that outpaces its input waits for more before it
+/// hands a small batch on: the latency a trickle pays, once per stage, so that each stage
+/// wakes about once a millisecond instead of once per message.
+pub const TRICKLE_WAIT: Duration = Duration::from_millis(1);
 
 /// The largest byte bound: one acquire of the semaphore takes at most `u32::MAX` permits.
 pub const MAX_BYTES_LIMIT: usize = u32::MAX as usize;

@@ -22,7 +22,7 @@ use super::limits::ConnectionLimits;
 use super::metrics::{closed, truncated, ListenerMetrics};
 use super::tls::TlsServer;
 use super::{now_ms, Message, ReceiveInfo};
-use crate::queue::Dispatcher;
+use crate::queue::{Dispatcher, TRICKLE_WAIT};
 
 /// Read size while data flows.
 const READ_BUFFER: usize = 64 * 1024;
@@ -34,8 +34,6 @@ const IDLE_READ_BUFFER: usize = 2 * 1024;
 /// [`TRICKLE_WAIT`] before reading again, so it reads (and queues) once per many messages
 /// rather than per one or two.
 const TRICKLE_READ: usize = 16 * 1024;
-/// The latency that wait adds to a trickle.
-const TRICKLE_WAIT: Duration = Duration::from_millis(1);
 
 /// What every connection of one listener shares.
 pub struct StreamListener {

@@ -22,7 +22,7 @@ use tokio::sync::watch;
 use super::metrics::{refused, truncated, udp_dropped, ListenerMetrics};
 use super::{now_ms, Message, ReceiveInfo};
 use crate::config::Cidr;
-use crate::queue::Dispatcher;
+use crate::queue::{Dispatcher, TRICKLE_WAIT};
 
 /// Datagrams read per wake-up before the batch is queued.
 const BATCH: usize = 64;
@@ -48,8 +48,6 @@ const SHUTDOWN_POLL: std::time::Duration = std::time::Duration::from_millis(100)
 /// then sleeps [`TRICKLE_WAIT`] before receiving again, so that it wakes (and wakes a parse
 /// worker) once per several dozen datagrams, not per two or three.
 const SMALL_RECEIVE: usize = 32;
-/// The latency that sleep adds to a trickle.
-const TRICKLE_WAIT: std::time::Duration = std::time::Duration::from_millis(1);
 /// The sleep is taken only when the socket's buffer holds far more than can arrive in it
 /// (4 MiB is about 2,400 datagrams of 1 KiB with the kernel's bookkeeping, some 15 ms at
 /// 165k datagrams/s): with a smaller buffer (net.core.rmem_max capped it) the listener

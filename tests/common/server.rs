@@ -114,16 +114,16 @@ impl Sluice {
                 _ => {}
             }
         }
+        assert!(
+            metrics.is_some() || metrics_arg.is_empty(),
+            "no metrics address in the logs"
+        );
         let mut sluice = Sluice {
             stdout: child.stdout.take(),
             child,
             dir,
             listeners,
-            metrics: match metrics {
-                Some(address) => Some(address),
-                None if metrics_arg.is_empty() => None,
-                None => panic!("no metrics address in the logs"),
-            },
+            metrics,
             readers: vec![stderr_reader],
             events: Arc::new(Mutex::new(Vec::new())),
             logs,
