@@ -468,7 +468,11 @@ fn a_full_spool_holds_the_senders_back_and_loses_nothing() {
     ));
     wait_not_ready(&sluice);
     let addr = sluice.addr("tcp");
-    let sender = std::thread::spawn(move || tcp_send(addr, numbered(0, 2000).as_bytes()));
+    // More than sluice holds in memory between the listener and a stalled sink (the queue,
+    // and the sink's channel of deliveries of up to 256 KiB each): with 2,000 messages the
+    // parse workers' gathered deliveries took them all and the sender finished.
+    const SENT: usize = 12_000;
+    let sender = std::thread::spawn(move || tcp_send(addr, numbered(0, SENT).as_bytes()));
     // The spool fills, the sink waits, the queue fills, and the listener stops reading.
     let started = std::time::Instant::now();
     loop {
@@ -483,12 +487,12 @@ fn a_full_spool_holds_the_senders_back_and_loses_nothing() {
     cluster.broker_up(1).unwrap();
     sender.join().unwrap();
     assert_eq!(
-        sluice.wait_metric("sluice_events_delivered_total", &[], 2000.0),
-        2000.0
+        sluice.wait_metric("sluice_events_delivered_total", &[], SENT as f64),
+        SENT as f64
     );
     assert_eq!(sluice.metric("sluice_events_dropped_total", &[]), 0.0);
-    let seen = sequence_numbers(&consume(&brokers, "sluice.events", 1, 2000, WAIT));
-    assert_eq!(seen, (0..2000).collect::<Vec<u64>>());
+    let seen = sequence_numbers(&consume(&brokers, "sluice.events", 1, SENT, WAIT));
+    assert_eq!(seen, (0..SENT as u64).collect::<Vec<u64>>());
 }
 
 /// The S3 source records an object as done when its receipt settles: through Kafka that
