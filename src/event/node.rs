@@ -135,16 +135,34 @@ impl<'a> Object<'a> {
     /// of the two dozen such members in every event.
     #[inline]
     pub fn push_sorted(&mut self, key: impl Into<Cow<'a, str>>, value: impl Into<Node<'a>>) {
-        let member = Member::new(key.into(), value.into());
+        let key = key.into();
         debug_assert!(
-            self.members
-                .last()
-                .is_none_or(|last| last.order(&member).is_lt()),
-            "push_sorted: {:?} does not sort after the last key",
-            member.key
+            self.members.last().is_none_or(|last| compare_keys(
+                last.prefix,
+                &last.key,
+                key_prefix(key.as_bytes()),
+                &key
+            )
+            .is_lt()),
+            "push_sorted: {key:?} does not sort after the last key",
         );
         self.reserve_first();
-        self.members.push(member);
+        self.members.reserve(1);
+        let len = self.members.len();
+        // Each field is stored straight into the vector's spare slot. `push` assembled the
+        // member on the stack with word stores and copied it with sixteen-byte loads, each
+        // straddling two of those stores, which the CPU cannot forward from its store buffer
+        // (three quarters of this function's samples under `perf`). The same for
+        // `Vec::insert` measured slower (the inserts are rarer, and the code grew).
+        // SAFETY: the reservation leaves room for one member at `len`; all three fields
+        // are written before the length covers them.
+        unsafe {
+            let slot = self.members.as_mut_ptr().add(len);
+            std::ptr::addr_of_mut!((*slot).prefix).write(key_prefix(key.as_bytes()));
+            std::ptr::addr_of_mut!((*slot).key).write(key);
+            std::ptr::addr_of_mut!((*slot).value).write(value.into());
+            self.members.set_len(len + 1);
+        }
     }
 
     /// The last member's key and value: where a run of appends to one array continues.
