@@ -55,6 +55,27 @@ impl<'a> Member<'a> {
         }
     }
 
+    /// `members.push(Member::new(key, value))`, with each field stored straight into the
+    /// vector's spare slot. `push` assembled the member on the stack with word stores and
+    /// copied it with sixteen-byte loads, each straddling two of those stores, which the
+    /// CPU cannot forward from its store buffer (three quarters of `push_sorted`'s samples
+    /// under `perf`). The same for `Vec::insert` measured slower: inserts are rarer, and
+    /// the code grew.
+    #[inline(always)]
+    pub(crate) fn push_onto(members: &mut Vec<Member<'a>>, key: Cow<'a, str>, value: Node<'a>) {
+        members.reserve(1);
+        let len = members.len();
+        // SAFETY: the reservation leaves room for one member at `len`; all three fields
+        // are written before the length covers them.
+        unsafe {
+            let slot = members.as_mut_ptr().add(len);
+            std::ptr::addr_of_mut!((*slot).prefix).write(key_prefix(key.as_bytes()));
+            std::ptr::addr_of_mut!((*slot).key).write(key);
+            std::ptr::addr_of_mut!((*slot).value).write(value);
+            members.set_len(len + 1);
+        }
+    }
+
     fn order(&self, other: &Member<'_>) -> std::cmp::Ordering {
         compare_keys(self.prefix, &self.key, other.prefix, &other.key)
     }
@@ -147,22 +168,7 @@ impl<'a> Object<'a> {
             "push_sorted: {key:?} does not sort after the last key",
         );
         self.reserve_first();
-        self.members.reserve(1);
-        let len = self.members.len();
-        // Each field is stored straight into the vector's spare slot. `push` assembled the
-        // member on the stack with word stores and copied it with sixteen-byte loads, each
-        // straddling two of those stores, which the CPU cannot forward from its store buffer
-        // (three quarters of this function's samples under `perf`). The same for
-        // `Vec::insert` measured slower (the inserts are rarer, and the code grew).
-        // SAFETY: the reservation leaves room for one member at `len`; all three fields
-        // are written before the length covers them.
-        unsafe {
-            let slot = self.members.as_mut_ptr().add(len);
-            std::ptr::addr_of_mut!((*slot).prefix).write(key_prefix(key.as_bytes()));
-            std::ptr::addr_of_mut!((*slot).key).write(key);
-            std::ptr::addr_of_mut!((*slot).value).write(value.into());
-            self.members.set_len(len + 1);
-        }
+        Member::push_onto(&mut self.members, key, value.into());
     }
 
     /// The last member's key and value: where a run of appends to one array continues.
@@ -763,20 +769,47 @@ unsafe fn escape_into(src: &[u8], dst: *mut u8) -> usize {
     {
         use std::arch::x86_64::{_mm_loadu_si128, _mm_storeu_si128};
         while i + 16 <= src.len() {
-            // The whole block is stored; only the part before its first special byte is
-            // kept (`w` advances by that much), and the escape overwrites the rest.
             let v = _mm_loadu_si128(src.as_ptr().add(i).cast());
-            _mm_storeu_si128(dst.add(w).cast(), v);
-            let mask = special_mask(v);
-            if mask == 0 {
-                i += 16;
-                w += 16;
-                continue;
+            let mut mask = special_mask(v);
+            // Every special byte of the block from one mask (quote-dense text has several
+            // per block): each run before one is copied by a sixteen-byte store of which
+            // only the run is kept (the escape and the next store overwrite the rest).
+            let mut from = 0;
+            while mask != 0 {
+                let at = mask.trailing_zeros() as usize;
+                if i + from + 16 <= src.len() {
+                    _mm_storeu_si128(
+                        dst.add(w).cast(),
+                        _mm_loadu_si128(src.as_ptr().add(i + from).cast()),
+                    );
+                } else {
+                    // The last block: sixteen bytes from here would read past `src`.
+                    std::ptr::copy_nonoverlapping(
+                        src.as_ptr().add(i + from),
+                        dst.add(w),
+                        at - from,
+                    );
+                }
+                w += at - from;
+                w += write_escape(*src.get_unchecked(i + at), dst.add(w));
+                from = at + 1;
+                mask &= mask - 1;
             }
-            let at = mask.trailing_zeros() as usize;
-            w += at;
-            w += write_escape(src[i + at], dst.add(w));
-            i += at + 1;
+            // The rest of the block (all of it when it had no special byte). A load from
+            // inside the block runs past its end, which stays inside `src` only while
+            // another block follows.
+            if from == 0 {
+                _mm_storeu_si128(dst.add(w).cast(), v);
+            } else if i + from + 16 <= src.len() {
+                _mm_storeu_si128(
+                    dst.add(w).cast(),
+                    _mm_loadu_si128(src.as_ptr().add(i + from).cast()),
+                );
+            } else {
+                std::ptr::copy_nonoverlapping(src.as_ptr().add(i + from), dst.add(w), 16 - from);
+            }
+            w += 16 - from;
+            i += 16;
         }
     }
     for &b in &src[i..] {
@@ -1115,6 +1148,20 @@ mod tests {
                 for special in ['"', '\\', '\n', '\u{1}', '\u{1f}', ' ', '\u{7f}', 'é'] {
                     let mut s: String = "a".repeat(len);
                     s.replace_range(at..at + 1, &special.to_string());
+                    same_bytes(Value::String(s));
+                }
+            }
+        }
+        // Several escapes in one sixteen-byte block, up to the end of the text.
+        for len in 16..80 {
+            for step in 1..7 {
+                for offset in 0..step {
+                    let s: String = (0..len)
+                        .map(|i| match i % step == offset {
+                            true => ['"', '\\', '\u{2}'][i % 3],
+                            false => 'x',
+                        })
+                        .collect();
                     same_bytes(Value::String(s));
                 }
             }
