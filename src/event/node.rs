@@ -777,36 +777,17 @@ unsafe fn escape_into(src: &[u8], dst: *mut u8) -> usize {
             let mut from = 0;
             while mask != 0 {
                 let at = mask.trailing_zeros() as usize;
-                if i + from + 16 <= src.len() {
-                    _mm_storeu_si128(
-                        dst.add(w).cast(),
-                        _mm_loadu_si128(src.as_ptr().add(i + from).cast()),
-                    );
-                } else {
-                    // The last block: sixteen bytes from here would read past `src`.
-                    std::ptr::copy_nonoverlapping(
-                        src.as_ptr().add(i + from),
-                        dst.add(w),
-                        at - from,
-                    );
-                }
+                copy_run(src, i + from, at - from, dst.add(w));
                 w += at - from;
                 w += write_escape(*src.get_unchecked(i + at), dst.add(w));
                 from = at + 1;
                 mask &= mask - 1;
             }
-            // The rest of the block (all of it when it had no special byte). A load from
-            // inside the block runs past its end, which stays inside `src` only while
-            // another block follows.
+            // The rest of the block (all of it, already loaded, when it had no special byte).
             if from == 0 {
                 _mm_storeu_si128(dst.add(w).cast(), v);
-            } else if i + from + 16 <= src.len() {
-                _mm_storeu_si128(
-                    dst.add(w).cast(),
-                    _mm_loadu_si128(src.as_ptr().add(i + from).cast()),
-                );
             } else {
-                std::ptr::copy_nonoverlapping(src.as_ptr().add(i + from), dst.add(w), 16 - from);
+                copy_run(src, i + from, 16 - from, dst.add(w));
             }
             w += 16 - from;
             i += 16;
@@ -821,6 +802,24 @@ unsafe fn escape_into(src: &[u8], dst: *mut u8) -> usize {
         }
     }
     w
+}
+
+/// Copies the `len` (at most sixteen) bytes of `src` at `at` to `dst`: as one sixteen-byte
+/// load and store, whose bytes past `len` the caller overwrites, while sixteen bytes
+/// remain in `src`; near its end, exactly.
+///
+/// # Safety
+/// `at + len <= src.len()`, and `dst` must be valid for writes of sixteen bytes.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn copy_run(src: &[u8], at: usize, len: usize, dst: *mut u8) {
+    use std::arch::x86_64::{_mm_loadu_si128, _mm_storeu_si128};
+    debug_assert!(len <= 16 && at + len <= src.len());
+    if at + 16 <= src.len() {
+        _mm_storeu_si128(dst.cast(), _mm_loadu_si128(src.as_ptr().add(at).cast()));
+    } else {
+        std::ptr::copy_nonoverlapping(src.as_ptr().add(at), dst, len);
+    }
 }
 
 /// Writes the escape for `b` (a byte [`needs_escape`] holds for) and returns its length.

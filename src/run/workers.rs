@@ -24,10 +24,11 @@ const SCRATCH_KEPT: usize = 256 * 1024;
 const LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// Fewer events than this from one wake-up, with nothing more queued, mean the senders
-/// trickle: the worker then waits [`TRICKLE_WAIT`] (at most once per delivery) for more before handing the events
-/// to the sink. Without the wait, a sender that a worker outpaces woke the worker and the
-/// sink for every two or three messages: one UDP sender at 165k messages/s cost 330,000
-/// context switches a second in each thread, a third of sluice's CPU.
+/// trickle: the worker then waits [`TRICKLE_WAIT`] (at most once per delivery) for more
+/// before handing the events to the sink. Without the wait, a sender that a worker
+/// outpaces woke the worker and the sink for every two or three messages: one UDP sender
+/// at 165k messages/s cost 330,000 context switches a second in each thread, a third of
+/// sluice's CPU.
 const SMALL_DELIVERY: usize = 64;
 /// A delivery to the sink ends once its events reach this size, which bounds the memory
 /// held in the sink's channel (a few deliveries per worker).
