@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """Where `sluice run`'s CPU goes while it takes the generated corpus over one loopback TCP
-connection into the null sink (or, with `--sink kafka`, a tansu broker on loopback):
+connection into the null sink (or, with `--sink file`, an NDJSON file; with `--sink kafka`, a tansu broker on loopback):
 `perf record -e cpu-clock` (hardware counters do not work on this VM) on the running
 process, then the hottest symbols per thread.
 
-    python3 bench/perf_ingest.py [--messages N] [--binary PATH] [--sink null|kafka] [--compression C]
+    python3 bench/perf_ingest.py [--messages N] [--binary PATH] [--sink null|file|kafka] [--compression C]
 
 The corpus goes in 1 MiB socket writes (the cheapest sender), and recording stops once
 sluice counted every line written. Needs perf (Debian: linux-perf). A profile, not a test:
@@ -28,8 +28,9 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--messages", type=int, default=300000, help="corpus lines")
     p.add_argument("--binary", help="profile this sluice binary instead of building target/release/sluice")
-    p.add_argument("--sink", choices=["null", "kafka"], default="null",
-                   help="kafka: a tansu broker on loopback (deploy/dev/tansu.sh install)")
+    p.add_argument("--sink", choices=["null", "file", "kafka"], default="null",
+                   help="file: NDJSON into a file in the work directory (removed at the end); "
+                        "kafka: a tansu broker on loopback (deploy/dev/tansu.sh install)")
     p.add_argument("--compression", default="zstd", help="kafka: none, gzip, snappy, lz4, zstd")
     opts = p.parse_args()
     if subprocess.run(["sh", "-c", "command -v perf"], capture_output=True).returncode != 0:
@@ -54,6 +55,8 @@ def main():
         brokers, broker_port = start_broker(1)
         sink = f'[sink]\ntype = "kafka"\nbrokers = "{brokers}"\ncompression = "{opts.compression}"\n'
         counted = "sluice_events_delivered_total"
+    elif opts.sink == "file":
+        sink = f'[sink]\ntype = "file"\npath = "{os.path.join(work, "events.ndjson")}"\n'
     with open(conf, "w") as f:
         f.write(f'[general]\nqueue_capacity = 65536\n[[listener]]\nname = "bench"\ntransport = "tcp"\n'
                 f'address = "127.0.0.1:{port}"\n{sink}[metrics]\naddress = "{metrics_address}"\n')
@@ -78,6 +81,8 @@ def main():
         proc.wait(timeout=60)
         if broker_port:
             stop_broker(broker_port)
+        if os.path.exists(os.path.join(work, "events.ndjson")):
+            os.remove(os.path.join(work, "events.ndjson"))
     report(perf_data, "comm", 10)
     report(perf_data, "comm,sym", 40)
     print(f"perf data: {perf_data}")

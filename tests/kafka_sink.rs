@@ -500,7 +500,7 @@ fn a_full_spool_holds_the_senders_back_and_loses_nothing() {
 /// librdkafka. With the only broker down nothing settles; once it is back, all do.
 #[test]
 fn a_receipt_settles_only_when_kafka_acknowledged_every_event() {
-    use sluice::sink::{kafka::KafkaSink, Sink, SinkRecord};
+    use sluice::sink::{kafka::KafkaSink, Delivery, Sink};
     use sluice::source::Receipt;
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
     use std::sync::Arc;
@@ -523,17 +523,18 @@ fn a_receipt_settles_only_when_kafka_acknowledged_every_event() {
     cluster.broker_down(1).unwrap();
     for i in 0..3 {
         let event = serde_json::json!({"sluice": {"grammar": "json"}, "n": i});
-        sink.write(&SinkRecord {
-            payload: serde_json::to_vec(&event).unwrap(),
-            status: sluice::Status::Ok,
-            received_ms: 0,
-            route: Some(router.route(
+        let mut delivery = Delivery::new();
+        delivery.push_payload(
+            &serde_json::to_vec(&event).unwrap(),
+            sluice::Status::Ok,
+            0,
+            Some(router.route(
                 &sluice::event::Node::from(event.clone()),
                 sluice::Status::Ok,
             )),
-            receipt: Some(receipt.share()),
-        })
-        .unwrap();
+            Some(receipt.share()),
+        );
+        sink.write(&delivery).unwrap();
     }
     // The reader is done with the object: only the deliveries keep it open.
     receipt.settle();

@@ -89,6 +89,8 @@ pub async fn run(
     };
     let sources = crate::telemetry::sources::SourceTracker::new(config.general.max_sources);
     let (sink_tx, sink_rx) = mpsc::channel(workers * 4);
+    // Enough idle delivery buffers for what the channel and the workers hold at once.
+    let texts = sink::TextPool::new(workers * 5 + 1);
     let sink_thread = sink::spawn(
         sink,
         sink_rx,
@@ -103,9 +105,10 @@ pub async fn run(
             let sink_tx = sink_tx.clone();
             let router = router.clone();
             let sources = sources.clone();
+            let texts = texts.clone();
             std::thread::Builder::new()
                 .name(format!("sluice-parse-{i}"))
-                .spawn(move || workers::run(pipeline, queue, sink_tx, router, sources))
+                .spawn(move || workers::run(pipeline, queue, sink_tx, router, sources, texts))
                 .expect("spawn a parse worker")
         })
         .collect();

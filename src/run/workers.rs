@@ -12,13 +12,10 @@ use crate::event::Node;
 use crate::pipeline::{Event, Pipeline};
 use crate::queue::{WorkQueue, TRICKLE_WAIT};
 use crate::sink::route::{dead_letter_record, Router};
-use crate::sink::SinkRecord;
+use crate::sink::{Delivery, TextPool};
 use crate::source::Message;
 use crate::telemetry::sources::{SourceMetrics, SourceTracker};
 use crate::Status;
-
-/// Capacity of a worker's event buffer kept between events.
-const SCRATCH_KEPT: usize = 256 * 1024;
 
 /// How often one kind of parse failure is logged (with one sample), per worker.
 const LOG_EVERY: Duration = Duration::from_secs(10);
@@ -37,33 +34,35 @@ const MAX_DELIVERY_BYTES: usize = 256 * 1024;
 pub fn run(
     pipeline: Arc<Pipeline>,
     mut queue: WorkQueue,
-    sink: mpsc::Sender<Vec<SinkRecord>>,
+    sink: mpsc::Sender<Delivery>,
     router: Option<Arc<Router>>,
     sources: Arc<SourceTracker>,
+    texts: Arc<TextPool>,
 ) {
     let mut worker = Worker {
         pipeline,
         router,
         outcomes: Outcomes::default(),
         sources: SourceMetrics::new(sources),
-        scratch: Vec::with_capacity(SCRATCH_KEPT),
     };
     while let Some(first) = queue.recv_blocking() {
         let now_seconds = crate::source::now_ms() as f64 / 1000.0;
-        let mut records: Vec<SinkRecord> = Vec::new();
-        let mut delivery_bytes = 0;
+        let mut delivery = Delivery::from_pool(&texts);
         let mut next = Some(first);
         let mut waited = false;
         loop {
             while let Some((batch, room)) = next.take() {
-                delivery_bytes += worker.parse_batch(batch, now_seconds, &mut records);
+                worker.parse_batch(batch, now_seconds, &mut delivery);
                 queue.release(room);
-                if delivery_bytes >= MAX_DELIVERY_BYTES {
+                if delivery.text().len() >= MAX_DELIVERY_BYTES {
                     break;
                 }
                 next = queue.try_recv();
             }
-            if waited || records.len() >= SMALL_DELIVERY || delivery_bytes >= MAX_DELIVERY_BYTES {
+            if waited
+                || delivery.len() >= SMALL_DELIVERY
+                || delivery.text().len() >= MAX_DELIVERY_BYTES
+            {
                 break;
             }
             std::thread::sleep(TRICKLE_WAIT);
@@ -75,7 +74,7 @@ pub fn run(
         }
         worker.outcomes.flush();
         worker.sources.flush(now_seconds);
-        if sink.blocking_send(records).is_err() {
+        if sink.blocking_send(delivery).is_err() {
             tracing::error!("the sink stopped; parse worker exits");
             return;
         }
@@ -88,55 +87,40 @@ struct Worker {
     router: Option<Arc<Router>>,
     outcomes: Outcomes,
     sources: SourceMetrics,
-    /// Events are written here, then copied out at their exact size for the sink.
-    scratch: Vec<u8>,
 }
 
 impl Worker {
-    /// Parses `batch` onto `records` and returns the bytes of the events it added.
-    fn parse_batch(
-        &mut self,
-        batch: Vec<Message>,
-        now_seconds: f64,
-        records: &mut Vec<SinkRecord>,
-    ) -> usize {
-        let mut bytes = 0;
-        records.extend(batch.into_iter().map(|mut message| {
-            let (payload, status, route) = self.pipeline.parse_with(&message, |event| {
+    /// Parses `batch` onto the end of `delivery`.
+    fn parse_batch(&mut self, batch: Vec<Message>, now_seconds: f64, delivery: &mut Delivery) {
+        for mut message in batch {
+            let (span, status, route) = self.pipeline.parse_with(&message, |event| {
                 let status = event.status;
                 let grammar = event.grammar().unwrap_or("none");
                 self.outcomes.record(&event, grammar, &message);
                 self.sources.seen(grammar, &event.tree, now_seconds);
                 let route = self.router.as_ref().map(|r| r.route(&event.tree, status));
-                let payload = match &route {
+                let span = match &route {
                     Some(r) if r.dead_letter => {
-                        sonic_rs::to_vec(&dead_letter_record(&event.into_value(), &message.bytes))
-                            .expect("a JSON value always serialises")
+                        let record = dead_letter_record(&event.into_value(), &message.bytes);
+                        delivery.append(|text| {
+                            sonic_rs::to_writer(text, &record)
+                                .expect("a JSON value always serialises")
+                        })
                     }
-                    _ => {
-                        self.scratch.clear();
-                        event.write_json(&mut self.scratch);
-                        let payload = self.scratch.as_slice().to_vec();
-                        // One huge record (S3 records reach 16 MiB) must not pin its
-                        // buffer for the life of the worker.
-                        if self.scratch.capacity() > SCRATCH_KEPT {
-                            self.scratch = Vec::with_capacity(SCRATCH_KEPT);
-                        }
-                        payload
-                    }
+                    _ => delivery.append(|text| event.write_json(text)),
                 };
-                (payload, status, route)
+                (span, status, route)
             });
-            bytes += payload.len();
-            SinkRecord {
-                payload,
-                status,
-                received_ms: message.received_ms,
-                route,
-                receipt: message.receipt.take(),
-            }
-        }));
-        bytes
+            delivery
+                .push(
+                    span,
+                    status,
+                    message.received_ms,
+                    route,
+                    message.receipt.take(),
+                )
+                .expect("each event's record follows its text");
+        }
     }
 }
 
@@ -246,8 +230,8 @@ mod tests {
             .collect()
     }
 
-    fn event_id(record: &SinkRecord) -> u64 {
-        let event: serde_json::Value = serde_json::from_slice(&record.payload).unwrap();
+    fn event_id(payload: &[u8]) -> u64 {
+        let event: serde_json::Value = serde_json::from_slice(payload).unwrap();
         event["metadata"]["uid"]
             .as_str()
             .and_then(|id| id.parse().ok())
@@ -269,7 +253,16 @@ mod tests {
         let blocked = metrics::histogram!("test_blocked");
         let queue = queues.remove(0);
         let start = move || {
-            std::thread::spawn(move || run(pipeline, queue, sink_tx, None, SourceTracker::new(10)))
+            std::thread::spawn(move || {
+                run(
+                    pipeline,
+                    queue,
+                    sink_tx,
+                    None,
+                    SourceTracker::new(10),
+                    TextPool::new(4),
+                )
+            })
         };
         let worker = match gap {
             None => {
@@ -290,8 +283,9 @@ mod tests {
         drop(dispatcher);
         worker.join().unwrap();
         let mut out = Vec::new();
-        while let Ok(records) = sink_rx.try_recv() {
-            out.push(records.iter().map(event_id).collect());
+        while let Ok(delivery) = sink_rx.try_recv() {
+            let ids = delivery.records().iter().map(|r| delivery.payload(r));
+            out.push(ids.map(event_id).collect());
         }
         out
     }

@@ -1,18 +1,23 @@
 //! NDJSON to a file, rotated by size: `events.ndjson` → `events.ndjson.1` → … → `.KEEP`,
 //! the oldest removed. A rotation never splits an event.
+//!
+//! A delivery's text is written as it is, in as few `write` calls as rotation allows:
+//! deliveries are a quarter MiB or more, so a buffer of the file's own would only copy.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufWriter, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 
-use super::{Sink, SinkRecord};
+use super::{write_from, Delivery, Sink};
 
 pub struct RotatingFile {
     path: PathBuf,
     max_bytes: u64,
     keep: usize,
-    out: BufWriter<File>,
+    out: File,
     size: u64,
+    /// Bytes of the current delivery's text already written (after an error).
+    done: usize,
 }
 
 fn open_append(path: &Path) -> io::Result<File> {
@@ -34,16 +39,16 @@ impl RotatingFile {
         let file = open_append(&path)?;
         let size = file.metadata()?.len();
         Ok(RotatingFile {
-            out: BufWriter::with_capacity(256 * 1024, file),
+            out: file,
             path,
             max_bytes,
             keep,
             size,
+            done: 0,
         })
     }
 
     fn rotate(&mut self) -> io::Result<()> {
-        self.out.flush()?;
         if self.keep == 0 {
             std::fs::remove_file(&self.path)?;
         } else {
@@ -56,9 +61,14 @@ impl RotatingFile {
             }
             std::fs::rename(&self.path, numbered(&self.path, 1))?;
         }
-        self.out = BufWriter::with_capacity(256 * 1024, open_append(&self.path)?);
+        self.out = open_append(&self.path)?;
         self.size = 0;
         Ok(())
+    }
+
+    /// Writes the delivery's text from `done` up to `end`.
+    fn write_up_to(&mut self, text: &[u8], end: usize) -> io::Result<()> {
+        write_from(&mut self.out, &text[..end], &mut self.done, &mut self.size)
     }
 }
 
@@ -67,19 +77,31 @@ impl Sink for RotatingFile {
         "file"
     }
 
-    fn write(&mut self, record: &SinkRecord) -> io::Result<()> {
-        let len = record.payload.len() as u64 + 1;
-        if self.max_bytes > 0 && self.size > 0 && self.size + len > self.max_bytes {
-            self.rotate()?;
+    fn write(&mut self, delivery: &Delivery) -> io::Result<()> {
+        let text = delivery.text();
+        if self.max_bytes > 0 {
+            // Runs of whole lines that fit the current file; a line already begun (before
+            // an error) is finished in the file it began in.
+            for record in delivery.records() {
+                let line = delivery.line(record);
+                if line.end <= self.done || line.start < self.done {
+                    continue;
+                }
+                let run = (line.start - self.done) as u64;
+                let len = line.len() as u64;
+                if self.size + run > 0 && self.size + run + len > self.max_bytes {
+                    self.write_up_to(text, line.start)?;
+                    self.rotate()?;
+                }
+            }
         }
-        self.out.write_all(&record.payload)?;
-        self.out.write_all(b"\n")?;
-        self.size += len;
+        self.write_up_to(text, text.len())?;
+        self.done = 0;
         Ok(())
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.out.flush()
+        Ok(())
     }
 }
 
@@ -88,14 +110,16 @@ mod tests {
     use super::*;
     use crate::Status;
 
-    fn record(text: &str) -> SinkRecord {
-        SinkRecord {
-            payload: text.as_bytes().to_vec(),
-            status: Status::Ok,
-            received_ms: 0,
-            route: None,
-            receipt: None,
+    fn delivery(lines: &[String]) -> Delivery {
+        let mut delivery = Delivery::new();
+        for line in lines {
+            delivery.push_payload(line.as_bytes(), Status::Ok, 0, None, None);
         }
+        delivery
+    }
+
+    fn record(text: &str) -> Delivery {
+        delivery(&[text.to_string()])
     }
 
     #[test]
@@ -113,6 +137,34 @@ mod tests {
         assert_eq!(read(&numbered(&path, 1)), "event-004\nevent-005\n");
         assert_eq!(read(&numbered(&path, 2)), "event-002\nevent-003\n");
         assert!(!numbered(&path, 3).exists());
+    }
+
+    #[test]
+    fn one_delivery_rotates_between_its_events_as_single_events_do() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.ndjson");
+        let mut sink = RotatingFile::open(path.clone(), 25, 2).unwrap();
+        let lines: Vec<String> = (0..7).map(|i| format!("event-{i:03}")).collect();
+        sink.write(&delivery(&lines)).unwrap();
+        let read = |p: &Path| std::fs::read_to_string(p).unwrap();
+        assert_eq!(read(&path), "event-006\n");
+        assert_eq!(read(&numbered(&path, 1)), "event-004\nevent-005\n");
+        assert_eq!(read(&numbered(&path, 2)), "event-002\nevent-003\n");
+        assert!(!numbered(&path, 3).exists());
+    }
+
+    #[test]
+    fn an_event_longer_than_the_rotation_size_has_a_file_of_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.ndjson");
+        let mut sink = RotatingFile::open(path.clone(), 25, 3).unwrap();
+        let long = "x".repeat(40);
+        let lines = ["a".to_string(), long.clone(), "b".to_string()];
+        sink.write(&delivery(&lines)).unwrap();
+        let read = |p: &Path| std::fs::read_to_string(p).unwrap();
+        assert_eq!(read(&path), "b\n");
+        assert_eq!(read(&numbered(&path, 1)), format!("{long}\n"));
+        assert_eq!(read(&numbered(&path, 2)), "a\n");
     }
 
     #[test]

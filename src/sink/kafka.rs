@@ -24,7 +24,7 @@ use rdkafka::ClientContext;
 use rdkafka::Message as _;
 
 use super::spool::{AppendError, Fsync, Spool, SpoolRecord};
-use super::{Sink, SinkRecord};
+use super::{Delivery, Sink, SinkRecord};
 use crate::source::now_ms;
 use crate::telemetry::Health;
 
@@ -52,7 +52,7 @@ pub struct Pending {
     receipt: Option<Arc<crate::source::Receipt>>,
 }
 
-pub struct Delivery {
+pub struct DeliveryReports {
     written: Arc<AtomicU64>,
     health: Arc<Health>,
     /// No broker reachable, as librdkafka last said (cleared by the next acknowledgement).
@@ -64,7 +64,7 @@ pub struct Delivery {
     last_logged: Mutex<HashMap<String, Instant>>,
 }
 
-impl Delivery {
+impl DeliveryReports {
     /// Counts one event; the handle is looked up by borrowed name, so a known topic or
     /// reason costs no allocation on the delivery path.
     fn count(&self, name: &'static str, label: &'static str, value: &str) {
@@ -122,7 +122,7 @@ pub fn fatal_reason(code: RDKafkaErrorCode) -> Option<&'static str> {
 
 const HEALTH_KEY: &str = "sink";
 
-impl ClientContext for Delivery {
+impl ClientContext for DeliveryReports {
     fn error(&self, error: KafkaError, reason: &str) {
         if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
             self.brokers_down.store(true, Ordering::Relaxed);
@@ -143,7 +143,7 @@ impl ClientContext for Delivery {
     }
 }
 
-impl ProducerContext for Delivery {
+impl ProducerContext for DeliveryReports {
     type DeliveryOpaque = Box<Pending>;
 
     fn delivery(&self, result: &DeliveryResult<'_>, pending: Box<Pending>) {
@@ -227,13 +227,15 @@ impl SpoolState {
 }
 
 pub struct KafkaSink {
-    producer: ThreadedProducer<Delivery>,
+    producer: ThreadedProducer<DeliveryReports>,
     blocked: Histogram,
     brokers_down: Arc<AtomicBool>,
     acks: Arc<Mutex<Vec<u64>>>,
     spool: Option<SpoolState>,
     written: Arc<AtomicU64>,
     health: Arc<Health>,
+    /// Records of the current delivery already handed on (after an error).
+    done: usize,
 }
 
 /// The librdkafka configuration: sluice's defaults, the compression, then the user's
@@ -308,7 +310,7 @@ impl KafkaSink {
                 Some(state)
             }
         };
-        let context = Delivery {
+        let context = DeliveryReports {
             written: written.clone(),
             health: health.clone(),
             brokers_down: brokers_down.clone(),
@@ -317,7 +319,7 @@ impl KafkaSink {
             counters: Mutex::new(HashMap::new()),
             last_logged: Mutex::new(HashMap::new()),
         };
-        let producer: ThreadedProducer<Delivery> = config
+        let producer: ThreadedProducer<DeliveryReports> = config
             .create_with_context(context)
             .map_err(|e| format!("cannot create the Kafka producer: {e}"))?;
         Ok(KafkaSink {
@@ -328,6 +330,7 @@ impl KafkaSink {
             spool,
             written,
             health,
+            done: 0,
         })
     }
 
@@ -453,8 +456,59 @@ impl KafkaSink {
         }
     }
 
+    /// Hands one event to the producer, or to the spool.
+    fn write_record(&mut self, record: &SinkRecord, payload: &[u8]) -> io::Result<()> {
+        let Some(route) = &record.route else {
+            return Err(io::Error::other("a Kafka record without a route"));
+        };
+        self.apply_acks();
+        if let Some(state) = &self.spool {
+            // Keep order: while anything waits in the spool, new events queue behind it.
+            // While no broker is reachable, events go to disk, not to memory.
+            if state.has_unread() || self.brokers_down.load(Ordering::Relaxed) {
+                self.spool_append(record, payload, route)?;
+                self.replay();
+                return Ok(());
+            }
+        }
+        let mut blocked_since: Option<Instant> = None;
+        loop {
+            let sent = self.send_one(
+                &route.topic,
+                route.key.as_deref(),
+                route.headers.iter().map(|(k, v)| (*k, v.as_str())),
+                payload,
+                record.received_ms,
+                route.dead_letter,
+                None,
+                record.receipt.as_ref(),
+            );
+            match sent {
+                Sent::Done => break,
+                Sent::QueueFull if self.spool.is_some() => {
+                    self.spool_append(record, payload, route)?;
+                    break;
+                }
+                Sent::QueueFull => {
+                    // The producer holds as much as it may: wait for acknowledgements.
+                    blocked_since.get_or_insert_with(Instant::now);
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+        }
+        if let Some(since) = blocked_since {
+            self.blocked.record(since.elapsed().as_secs_f64());
+        }
+        Ok(())
+    }
+
     /// Appends to the spool, applying the full-spool policy.
-    fn spool_append(&mut self, record: &SinkRecord, route: &super::route::Route) -> io::Result<()> {
+    fn spool_append(
+        &mut self,
+        record: &SinkRecord,
+        payload: &[u8],
+        route: &super::route::Route,
+    ) -> io::Result<()> {
         let spooled = SpoolRecord {
             topic: route.topic.clone(),
             key: route.key.clone(),
@@ -465,7 +519,7 @@ impl KafkaSink {
                 .collect(),
             received_ms: record.received_ms,
             dead_letter: route.dead_letter,
-            payload: record.payload.clone(),
+            payload: payload.to_vec(),
         };
         let mut waited: Option<Instant> = None;
         loop {
@@ -529,48 +583,12 @@ impl Sink for KafkaSink {
         false
     }
 
-    fn write(&mut self, record: &SinkRecord) -> io::Result<()> {
-        let Some(route) = &record.route else {
-            return Err(io::Error::other("a Kafka record without a route"));
-        };
-        self.apply_acks();
-        if let Some(state) = &self.spool {
-            // Keep order: while anything waits in the spool, new events queue behind it.
-            // While no broker is reachable, events go to disk, not to memory.
-            if state.has_unread() || self.brokers_down.load(Ordering::Relaxed) {
-                self.spool_append(record, route)?;
-                self.replay();
-                return Ok(());
-            }
+    fn write(&mut self, delivery: &Delivery) -> io::Result<()> {
+        for record in &delivery.records()[self.done..] {
+            self.write_record(record, delivery.payload(record))?;
+            self.done += 1;
         }
-        let mut blocked_since: Option<Instant> = None;
-        loop {
-            let sent = self.send_one(
-                &route.topic,
-                route.key.as_deref(),
-                route.headers.iter().map(|(k, v)| (*k, v.as_str())),
-                &record.payload,
-                record.received_ms,
-                route.dead_letter,
-                None,
-                record.receipt.as_ref(),
-            );
-            match sent {
-                Sent::Done => break,
-                Sent::QueueFull if self.spool.is_some() => {
-                    self.spool_append(record, route)?;
-                    break;
-                }
-                Sent::QueueFull => {
-                    // The producer holds as much as it may: wait for acknowledgements.
-                    blocked_since.get_or_insert_with(Instant::now);
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-            }
-        }
-        if let Some(since) = blocked_since {
-            self.blocked.record(since.elapsed().as_secs_f64());
-        }
+        self.done = 0;
         Ok(())
     }
 
