@@ -20,7 +20,11 @@ use sluice::{ParseOptions, Pipeline};
 fn message(text: &str) -> Message {
     let mut received = ReceiveInfo::new("bench", Transport::Tcp);
     received.peer = Some(Arc::from("127.0.0.1:40000"));
-    Message::new(text.as_bytes().to_vec(), received, 1_700_000_000_000)
+    Message::new(
+        text.as_bytes().to_vec(),
+        Arc::new(received),
+        1_700_000_000_000,
+    )
 }
 
 fn pipeline_per_vendor(c: &mut Criterion) {

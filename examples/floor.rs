@@ -133,7 +133,7 @@ fn written_events(lines: &[String], raw_data: bool) -> Vec<Vec<u8>> {
         ..ParseOptions::default()
     };
     let pipeline = Pipeline::new(GrammarSet::embedded().unwrap(), options).unwrap();
-    let received = ReceiveInfo::new("bench", Transport::Tcp);
+    let received = std::sync::Arc::new(ReceiveInfo::new("bench", Transport::Tcp));
     lines
         .iter()
         .map(|line| {

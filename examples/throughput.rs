@@ -19,7 +19,7 @@ fn main() {
         .and_then(|a| a.parse().ok())
         .unwrap_or(200_000);
     let pipeline = Pipeline::new(GrammarSet::embedded().unwrap(), ParseOptions::default()).unwrap();
-    let received = ReceiveInfo::new("bench", Transport::Tcp);
+    let received = std::sync::Arc::new(ReceiveInfo::new("bench", Transport::Tcp));
     let messages: Vec<Message> = corpus::mixed(count, 42)
         .into_iter()
         .map(|line| Message::new(line.into_bytes(), received.clone(), 1_700_000_000_000))

@@ -30,7 +30,7 @@ fn main() {
         std::process::exit(2);
     };
     let pipeline = Pipeline::new(GrammarSet::embedded().unwrap(), ParseOptions::default()).unwrap();
-    let received = ReceiveInfo::new("bench", Transport::Tcp);
+    let received = std::sync::Arc::new(ReceiveInfo::new("bench", Transport::Tcp));
     let messages: Vec<Message> = (0..count)
         .map(|_| {
             let line = corpus::vendor(&vendor, &mut rng).expect("known vendor");

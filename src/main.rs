@@ -406,6 +406,7 @@ fn parse_file<W: Write>(
 ) -> anyhow::Result<()> {
     let mut received = ReceiveInfo::new("parse", Transport::File);
     received.object_key = Some(Arc::from(name));
+    let received = Arc::new(received);
     let received_ms = source::now_ms();
     records::read_all(name, input, PARSE_MAX_RECORD_BYTES, |batch| {
         for record in batch {

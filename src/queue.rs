@@ -269,7 +269,7 @@ mod tests {
 
     fn message(len: usize) -> Message {
         let info = ReceiveInfo::new("test", Transport::Tcp);
-        Message::new(vec![b'x'; len], info, 0)
+        Message::new(vec![b'x'; len], Arc::new(info), 0)
     }
 
     fn charge(len: usize) -> usize {

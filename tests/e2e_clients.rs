@@ -85,7 +85,7 @@ fn assert_parses_like_sluice_parse(events: &[Value]) {
         let received_ms = event["metadata"]["logged_time"].as_i64().unwrap();
         let mut message = Message::new(
             raw.as_bytes().to_vec(),
-            ReceiveInfo::new("parse", Transport::File),
+            std::sync::Arc::new(ReceiveInfo::new("parse", Transport::File)),
             received_ms,
         );
         message.truncated = event["metadata"]["is_truncated"] == true;

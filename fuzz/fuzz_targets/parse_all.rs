@@ -14,7 +14,7 @@ fn pipeline() -> &'static Pipeline {
 fuzz_target!(|data: &[u8]| {
     let mut message = Message::new(
         data.to_vec(),
-        ReceiveInfo::new("fuzz", Transport::Tcp),
+        std::sync::Arc::new(ReceiveInfo::new("fuzz", Transport::Tcp)),
         1_700_000_000_000,
     );
     message.json_record = data.first() == Some(&b'{');

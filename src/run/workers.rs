@@ -224,7 +224,7 @@ mod tests {
     const KATA: &str = "<14>1 2026-11-23T10:00:00Z kata-node-1 KATA - - - CEF:0|AO Kaspersky Lab|Kaspersky Anti Targeted Attack Platform|5.0.0-5201|heartbeat|Heartbeat|0|eventId=";
 
     fn batch(first: usize, count: usize) -> Vec<Message> {
-        let info = ReceiveInfo::new("test", Transport::Tcp);
+        let info = Arc::new(ReceiveInfo::new("test", Transport::Tcp));
         (first..first + count)
             .map(|i| Message::new(format!("{KATA}{i}").into_bytes(), info.clone(), 0))
             .collect()

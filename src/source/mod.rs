@@ -68,7 +68,9 @@ impl ReceiveInfo {
 #[derive(Clone, Debug)]
 pub struct Message {
     pub bytes: Vec<u8>,
-    pub received: ReceiveInfo,
+    /// Shared by every message of a connection (or UDP sender): one reference count moves
+    /// per message, not one per field.
+    pub received: Arc<ReceiveInfo>,
     /// Receive time, ms since the epoch.
     pub received_ms: i64,
     /// The framing layer cut this message (longer than the limit, or a partial frame at close).
@@ -82,7 +84,7 @@ pub struct Message {
 }
 
 impl Message {
-    pub fn new(bytes: Vec<u8>, received: ReceiveInfo, received_ms: i64) -> Message {
+    pub fn new(bytes: Vec<u8>, received: Arc<ReceiveInfo>, received_ms: i64) -> Message {
         Message {
             bytes,
             received,

@@ -148,6 +148,7 @@ impl StreamListener {
         id: u64,
         mut shutdown: watch::Receiver<bool>,
     ) {
+        let info = Arc::new(info);
         let mut framer = Framer::new(self.max_message_bytes);
         let mut idle_buffer = [0u8; IDLE_READ_BUFFER];
         // Set once a read fills idle_buffer: reads then go straight into the framer's
@@ -246,7 +247,7 @@ impl StreamListener {
     fn message(
         &self,
         frame: Frame,
-        info: &ReceiveInfo,
+        info: &Arc<ReceiveInfo>,
         received_ms: i64,
         reason: &'static str,
     ) -> Message {

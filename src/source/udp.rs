@@ -267,6 +267,13 @@ fn kernel_drops(fd: std::os::fd::RawFd) -> Option<u32> {
 }
 
 impl DatagramListener {
+    /// The listener's receive info with `peer` set, made once per sender.
+    fn sender_info(&self, peer: &str) -> Arc<ReceiveInfo> {
+        let mut info = self.info.clone();
+        info.peer = Some(Arc::from(peer));
+        Arc::new(info)
+    }
+
     fn allows(&self, ip: std::net::IpAddr) -> bool {
         crate::config::allowed(&self.allow, ip)
     }
@@ -315,7 +322,7 @@ impl DatagramListener {
         };
         // Peer text and verdict per sender, so a busy sender costs no allocation per
         // datagram; bounded, cleared when full.
-        let mut peers: HashMap<SocketAddr, Option<Arc<str>>> = HashMap::new();
+        let mut peers: HashMap<SocketAddr, Option<Arc<ReceiveInfo>>> = HashMap::new();
         let mut batch_number: u64 = 0;
         loop {
             // A change (the stop) or a dropped sender both end the listener.
@@ -364,16 +371,17 @@ impl DatagramListener {
                         peers.clear();
                     }
                     let peer = datagram.peer;
-                    let text = match peer {
+                    let info = match peer {
                         Some(addr) => peers
                             .entry(addr)
                             .or_insert_with(|| {
-                                self.allows(addr.ip()).then(|| Arc::from(addr.to_string()))
+                                self.allows(addr.ip())
+                                    .then(|| self.sender_info(&addr.to_string()))
                             })
                             .clone(),
-                        None => Some(Arc::from("unknown")),
+                        None => Some(self.sender_info("unknown")),
                     };
-                    let Some(text) = text else {
+                    let Some(info) = info else {
                         self.metrics.datagram_refused(refused::ALLOWLIST);
                         continue;
                     };
@@ -390,8 +398,6 @@ impl DatagramListener {
                             break;
                         }
                     }
-                    let mut info = self.info.clone();
-                    info.peer = Some(text);
                     let mut message = Message::new(bytes.to_vec(), info, received_ms);
                     if datagram.truncated {
                         message.truncated = true;

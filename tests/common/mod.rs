@@ -26,7 +26,7 @@ pub fn pipeline() -> Pipeline {
 pub fn message(bytes: &[u8], json_record: bool) -> Message {
     let mut message = Message::new(
         bytes.to_vec(),
-        ReceiveInfo::new("test", Transport::File),
+        std::sync::Arc::new(ReceiveInfo::new("test", Transport::File)),
         RECEIVED_MS,
     );
     message.json_record = json_record;

@@ -96,7 +96,7 @@ fn run_vrl(program: &Program, lines: &[&str]) -> Outcome {
 }
 
 fn run_sluice(pipeline: &Pipeline, lines: &[&str]) -> Outcome {
-    let received = ReceiveInfo::new("bench", Transport::Tcp);
+    let received = std::sync::Arc::new(ReceiveInfo::new("bench", Transport::Tcp));
     measure(lines, |line| {
         let message = Message::new(
             line.as_bytes().to_vec(),

@@ -414,7 +414,7 @@ impl S3Reader {
         let mut info = self.info.clone();
         info.object_key = Some(Arc::from(name));
         let mut object = ObjectQueue {
-            info,
+            info: Arc::new(info),
             receipt,
             skip,
             seen: 0,
@@ -516,7 +516,7 @@ impl S3Reader {
 
 /// The object being read: where its records go and how many were queued.
 struct ObjectQueue<'d> {
-    info: ReceiveInfo,
+    info: Arc<ReceiveInfo>,
     receipt: Arc<Receipt>,
     /// Records an earlier, failed attempt queued already.
     skip: u64,
