@@ -138,14 +138,14 @@ pub struct Event<'a> {
     /// The event object (always a `Node::Object`).
     pub tree: Node<'a>,
     pub status: Status,
+    /// The grammar that mapped the event, if any (`sluice.grammar`): kept beside the tree
+    /// so the worker's counters need not search for it.
+    pub grammar: Option<&'a str>,
+    /// The event is a source's heartbeat (`sluice.heartbeat`).
+    pub heartbeat: bool,
 }
 
 impl<'a> Event<'a> {
-    /// The grammar that mapped the event, if any.
-    pub fn grammar(&self) -> Option<&str> {
-        self.tree.pointer(&["sluice", "grammar"])?.as_str()
-    }
-
     /// Appends the event's compact JSON (the bytes serde_json writes for `into_value`).
     pub fn write_json(&self, out: &mut Vec<u8>) {
         self.tree.write_json(out)
@@ -675,7 +675,8 @@ impl Pipeline {
         if let Some(g) = grammar {
             sluice.push_sorted("grammar", g.name.as_str());
         }
-        if kind.is_some_and(|(_, heartbeat)| heartbeat) {
+        let heartbeat = kind.is_some_and(|(_, heartbeat)| heartbeat);
+        if heartbeat {
             sluice.push_sorted("heartbeat", true);
         }
         let mut parse = Object::with_capacity(2);
@@ -728,6 +729,8 @@ impl Pipeline {
         Event {
             tree: Node::Object(root),
             status,
+            grammar: grammar.map(|g| g.name.as_str()),
+            heartbeat,
         }
     }
 }

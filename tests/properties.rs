@@ -176,11 +176,21 @@ fn perception_point_cut_at_1024_keeps_complete_pairs() {
 /// the same event as a `Value`: sorted keys, the same escapes and number forms.
 fn assert_writer_matches_serde_json(pipeline: &sluice::Pipeline, bytes: &[u8], json_record: bool) {
     let message = common::message(bytes, json_record);
-    let (written, value) = pipeline.parse_with(&message, |event| {
+    let (written, value, grammar, heartbeat) = pipeline.parse_with(&message, |event| {
         let mut written = Vec::new();
         event.write_json(&mut written);
-        (written, event.into_value())
+        let grammar = event.grammar.map(str::to_string);
+        let heartbeat = event.heartbeat;
+        (written, event.into_value(), grammar, heartbeat)
     });
+    // The worker counts by these fields; they must say what the event says.
+    assert_eq!(
+        grammar.as_deref(),
+        value["sluice"]["grammar"].as_str(),
+        "{}",
+        String::from_utf8_lossy(bytes)
+    );
+    assert_eq!(heartbeat, value["sluice"]["heartbeat"] == true);
     let expected = serde_json::to_vec(&value).unwrap();
     assert_eq!(
         String::from_utf8_lossy(&written),
@@ -201,6 +211,8 @@ fn every_event_shape(seed: u64) -> Vec<String> {
     lines.push("CEF:0|a|b|1|2|3|4|x=\u{7f}\u{1}\u{2028}é\"\\/ y=1.5e300 z=-0".into());
     lines.push("\"k\":\"\\ud83d\\ude00\",\"n\":12345678901234567890,\"f\":1e-7".into());
     lines.push("<34>1 2003-10-11T22:14:15.003Z h a 1 m [id k=\"v\\\"\" k=\"w\"][id x=\"y\"] CEF:0|a|b|1|2|3|4|".into());
+    // A heartbeat, which the worker tells by `Event::heartbeat`.
+    lines.push("<14>1 2026-11-23T10:00:00Z kata-node-1 KATA - - - CEF:0|AO Kaspersky Lab| Kaspersky Anti Targeted Attack Platform |5.0.0-5201|heartbeat| Heartbeat|0|eventId=77".into());
     lines
 }
 

@@ -95,9 +95,10 @@ impl Worker {
         for mut message in batch {
             let (span, status, route) = self.pipeline.parse_with(&message, |event| {
                 let status = event.status;
-                let grammar = event.grammar().unwrap_or("none");
+                let grammar = event.grammar.unwrap_or("none");
                 self.outcomes.record(&event, grammar, &message);
-                self.sources.seen(grammar, &event.tree, now_seconds);
+                self.sources
+                    .seen(grammar, event.heartbeat, &event.tree, now_seconds);
                 let route = self.router.as_ref().map(|r| r.route(&event.tree, status));
                 let span = match &route {
                     Some(r) if r.dead_letter => {

@@ -51,13 +51,18 @@ impl SourceTracker {
 /// The reporting host of an event: the device it names, else the syslog hostname, else the
 /// sender's address.
 pub fn reporting_host<'e>(event: &'e Node<'_>) -> &'e str {
-    let text = |path: &[&str]| event.pointer(path).and_then(Node::as_str);
-    let found = text(&["device", "hostname"])
-        .or(text(&["device", "ip"]))
-        .or(text(&["sluice", "syslog", "hostname"]))
+    // Each object is found once and the later candidates only when needed: this runs for
+    // every event.
+    let text = |node: Option<&'e Node<'_>>, key: &str| node?.get(key)?.as_str();
+    let device = event.get("device");
+    let found = text(device, "hostname")
+        .or_else(|| text(device, "ip"))
         .or_else(|| {
-            text(&["sluice", "received", "peer"])
-                .map(|p| p.rsplit_once(':').map(|(ip, _)| ip).unwrap_or(p))
+            let sluice = event.get("sluice");
+            text(sluice.and_then(|s| s.get("syslog")), "hostname").or_else(|| {
+                text(sluice.and_then(|s| s.get("received")), "peer")
+                    .map(|p| p.rsplit_once(':').map(|(ip, _)| ip).unwrap_or(p))
+            })
         });
     match found {
         Some(h) if !h.is_empty() => h.trim_start_matches('[').trim_end_matches(']'),
@@ -105,12 +110,8 @@ impl SourceMetrics {
 
     /// Records one event of `grammar`; a heartbeat event (`sluice.heartbeat`) also moves the
     /// source's last-heartbeat time. Counts reach the metrics at `flush` at the latest.
-    pub fn seen(&mut self, grammar: &str, event: &Node<'_>, now_seconds: f64) {
+    pub fn seen(&mut self, grammar: &str, heartbeat: bool, event: &Node<'_>, now_seconds: f64) {
         let host = reporting_host(event);
-        let heartbeat = event
-            .pointer(&["sluice", "heartbeat"])
-            .and_then(Node::as_bool)
-            == Some(true);
         if !heartbeat && self.run.count > 0 && self.run.grammar == grammar && self.run.host == host
         {
             self.run.count += 1;
@@ -225,9 +226,7 @@ mod tests {
         let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
         let handle = recorder.handle();
         let mut metrics = SourceMetrics::new(SourceTracker::new(10));
-        let event = |host: &str, heartbeat: bool| {
-            Node::from(json!({"device": {"hostname": host}, "sluice": {"heartbeat": heartbeat}}))
-        };
+        let event = |host: &str| Node::from(json!({"device": {"hostname": host}}));
         let count = |host: &str| {
             let wanted =
                 format!("sluice_source_messages_total{{grammar=\"g\",source=\"{host}\"}} ");
@@ -238,15 +237,15 @@ mod tests {
         };
         metrics::with_local_recorder(&recorder, || {
             for host in ["a", "a", "a", "b"] {
-                metrics.seen("g", &event(host, false), 100.0);
+                metrics.seen("g", false, &event(host), 100.0);
             }
             // The run of `a` was published when `b` came; `b` waits for the next one.
             assert_eq!(count("a").as_deref(), Some("3"));
             assert_eq!(count("b"), None);
-            metrics.seen("g", &event("a", true), 101.0);
+            metrics.seen("g", true, &event("a"), 101.0);
             assert_eq!(count("b").as_deref(), Some("1"));
             assert_eq!(count("a").as_deref(), Some("4"));
-            metrics.seen("g", &event("a", false), 102.0);
+            metrics.seen("g", false, &event("a"), 102.0);
             metrics.flush(102.0);
             metrics.flush(103.0);
             assert_eq!(count("a").as_deref(), Some("5"));
