@@ -36,7 +36,7 @@ import argparse, fcntl, os, shutil, socket, ssl, statistics, subprocess, sys, te
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RSYSLOG = os.path.join(ROOT, "target/e2e-tools/rsyslog")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from ingest import certificates, free_port, metric, proc_stats, quantile, start_broker, stop_broker  # noqa: E402
+from ingest import certificates, free_port, metric, proc_stats, quantile, remove_at_exit, start_broker, stop_broker  # noqa: E402
 
 RECEIVERS = ("sluice/tcp,syslog-ng-raw/tcp,syslog-ng-parse/tcp,rsyslog-raw/tcp,"
              "sluice/udp,syslog-ng-raw/udp,rsyslog-raw/udp,sluice/tls,syslog-ng-raw/tls,sluice-kafka/tcp")
@@ -326,6 +326,7 @@ def main():
         binary = os.path.join(ROOT, "target/release/sluice")
     work = tempfile.mkdtemp(prefix="sluice-compare-")
     corpus = os.path.join(work, "corpus.log")
+    remove_at_exit(corpus)
     with open(corpus, "wb") as f:
         subprocess.run(["cargo", "run", "--release", "--quiet", "--example", "corpus", "--", str(args.messages)],
                        cwd=ROOT, stdout=f, check=True)
@@ -397,7 +398,7 @@ def main():
         crate = os.path.join(ROOT, "bench/vrl-compare")
         subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=crate, check=True)
         subprocess.run([os.path.join(crate, "target/release/vrl-compare"), corpus, str(args.runs)], check=True)
-    print(f"work dir: {work}")
+    print(f"work dir (configurations; the corpus is removed at exit): {work}")
 
 
 if __name__ == "__main__":

@@ -17,9 +17,23 @@ p99, interpolated within sluice's histogram buckets).
 The loggen cases need loggen (deploy/dev/install-test-tools.sh). A benchmark, not a test: nothing is
 asserted about speed; every run checks that each message sent was counted.
 """
-import argparse, json, os, shutil, signal, socket, statistics, subprocess, sys, tempfile, time, urllib.request
+import argparse, atexit, json, os, shutil, signal, socket, statistics, subprocess, sys, tempfile, time, urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def remove_at_exit(*paths):
+    """Removes `paths` when the script ends, also after an error. The corpus and the
+    receivers' output take hundreds of megabytes a run (a 1,000,000-line corpus is about
+    1 GB), and work directories left behind once filled this machine's disk; the small
+    results and configurations stay."""
+    def remove():
+        for path in paths:
+            try:
+                os.remove(path)
+            except FileNotFoundError:
+                pass
+    atexit.register(remove)
 
 
 def sh(*args, **kw):
@@ -289,6 +303,7 @@ def main():
         binary = os.path.join(ROOT, "target/release/sluice")
     work = tempfile.mkdtemp(prefix="sluice-bench-")
     corpus = os.path.join(work, "corpus.log")
+    remove_at_exit(corpus, os.path.join(work, "events.ndjson"))
     with open(corpus, "wb") as f:
         sh("cargo", "run", "--release", "--quiet", "--example", "corpus", "--", str(args.messages), cwd=ROOT, stdout=f)
     corpus_bytes = os.path.getsize(corpus)

@@ -24,7 +24,7 @@ import argparse, os, resource, socket, ssl, subprocess, sys, tempfile, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from ingest import certificates, free_port, metric, proc_stats, start_sluice  # noqa: E402
+from ingest import certificates, free_port, metric, proc_stats, remove_at_exit, start_sluice  # noqa: E402
 
 
 def rss_kb(pid):
@@ -163,6 +163,7 @@ def main():
         subprocess.run(["cargo", "build", "--release", "--quiet", "--bin", "sluice"], cwd=ROOT, check=True)
         binary = os.path.join(ROOT, "target/release/sluice")
     work = tempfile.mkdtemp(prefix="sluice-scaling-")
+    remove_at_exit(os.path.join(work, "events.ndjson"))
     corpus = subprocess.run(["cargo", "run", "--release", "--quiet", "--example", "corpus", "--", str(args.messages)],
                             cwd=ROOT, check=True, capture_output=True).stdout
     lines = corpus.count(b"\n")

@@ -122,35 +122,29 @@ mod tests {
         delivery(&[text.to_string()])
     }
 
+    /// Seven 10-byte lines into files of 25 bytes, keeping two old ones: two lines fit in
+    /// a file, the third rotates, whether each event comes alone or all in one delivery.
     #[test]
-    fn rotates_by_size_and_keeps_the_newest() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("events.ndjson");
-        let mut sink = RotatingFile::open(path.clone(), 25, 2).unwrap();
-        // Each line is 10 bytes: two fit in 25, the third rotates.
-        for i in 0..7 {
-            sink.write(&record(&format!("event-{i:03}"))).unwrap();
-        }
-        sink.flush().unwrap();
-        let read = |p: &Path| std::fs::read_to_string(p).unwrap();
-        assert_eq!(read(&path), "event-006\n");
-        assert_eq!(read(&numbered(&path, 1)), "event-004\nevent-005\n");
-        assert_eq!(read(&numbered(&path, 2)), "event-002\nevent-003\n");
-        assert!(!numbered(&path, 3).exists());
-    }
-
-    #[test]
-    fn one_delivery_rotates_between_its_events_as_single_events_do() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("events.ndjson");
-        let mut sink = RotatingFile::open(path.clone(), 25, 2).unwrap();
+    fn rotates_by_size_and_keeps_the_newest_whether_events_come_alone_or_together() {
         let lines: Vec<String> = (0..7).map(|i| format!("event-{i:03}")).collect();
-        sink.write(&delivery(&lines)).unwrap();
-        let read = |p: &Path| std::fs::read_to_string(p).unwrap();
-        assert_eq!(read(&path), "event-006\n");
-        assert_eq!(read(&numbered(&path, 1)), "event-004\nevent-005\n");
-        assert_eq!(read(&numbered(&path, 2)), "event-002\nevent-003\n");
-        assert!(!numbered(&path, 3).exists());
+        for together in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("events.ndjson");
+            let mut sink = RotatingFile::open(path.clone(), 25, 2).unwrap();
+            if together {
+                sink.write(&delivery(&lines)).unwrap();
+            } else {
+                for line in &lines {
+                    sink.write(&record(line)).unwrap();
+                }
+            }
+            sink.flush().unwrap();
+            let read = |p: &Path| std::fs::read_to_string(p).unwrap();
+            assert_eq!(read(&path), "event-006\n", "together: {together}");
+            assert_eq!(read(&numbered(&path, 1)), "event-004\nevent-005\n");
+            assert_eq!(read(&numbered(&path, 2)), "event-002\nevent-003\n");
+            assert!(!numbered(&path, 3).exists());
+        }
     }
 
     #[test]
