@@ -68,8 +68,8 @@ impl ReceiveInfo {
 #[derive(Clone, Debug)]
 pub struct Message {
     pub bytes: Vec<u8>,
-    /// Shared by every message of a connection (or UDP sender): one reference count moves
-    /// per message, not one per field.
+    /// Shared by every message of a connection, UDP sender or S3 object: one reference
+    /// count moves per message, not one per field.
     pub received: Arc<ReceiveInfo>,
     /// Receive time, ms since the epoch.
     pub received_ms: i64,

@@ -320,8 +320,8 @@ impl DatagramListener {
                 *counted = total;
             }
         };
-        // Peer text and verdict per sender, so a busy sender costs no allocation per
-        // datagram; bounded, cleared when full.
+        // Receive info (with the peer) and verdict per sender, so a busy sender costs no
+        // allocation per datagram; bounded, cleared when full. None: refused.
         let mut peers: HashMap<SocketAddr, Option<Arc<ReceiveInfo>>> = HashMap::new();
         let mut batch_number: u64 = 0;
         loop {

@@ -108,8 +108,8 @@ impl SourceMetrics {
         }
     }
 
-    /// Records one event of `grammar`; a heartbeat event (`sluice.heartbeat`) also moves the
-    /// source's last-heartbeat time. Counts reach the metrics at `flush` at the latest.
+    /// Records one event of `grammar`; a heartbeat (`heartbeat`, the event's
+    /// `sluice.heartbeat`) also moves the source's last-heartbeat time. Counts reach the metrics at `flush` at the latest.
     pub fn seen(&mut self, grammar: &str, heartbeat: bool, event: &Node<'_>, now_seconds: f64) {
         let host = reporting_host(event);
         if !heartbeat && self.run.count > 0 && self.run.grammar == grammar && self.run.host == host
