@@ -185,12 +185,23 @@ pub struct SlotValue<'a> {
 }
 
 impl<'a> SlotValue<'a> {
-    fn new(slot: u16, rule: u16, value: Node<'a>) -> Self {
-        SlotValue {
-            slot,
-            rule,
-            next: NO_VALUE,
-            value,
+    /// `values.push(SlotValue { .. })`, with each field stored straight into the vector's
+    /// spare slot. `push` assembled the value on the stack (two 16-bit and one 32-bit
+    /// store) and copied its first word with one 64-bit load, which the CPU cannot forward
+    /// from those narrower stores: a fifth of the mapping loop's `perf` samples.
+    #[inline(always)]
+    fn push_onto(values: &mut Vec<SlotValue<'a>>, slot: u16, rule: u16, value: Node<'a>) {
+        values.reserve(1);
+        let len = values.len();
+        // SAFETY: the reservation leaves room for one value at `len`; all four fields are
+        // written before the length covers them.
+        unsafe {
+            let spare = values.as_mut_ptr().add(len);
+            std::ptr::addr_of_mut!((*spare).slot).write(slot);
+            std::ptr::addr_of_mut!((*spare).rule).write(rule);
+            std::ptr::addr_of_mut!((*spare).next).write(NO_VALUE);
+            std::ptr::addr_of_mut!((*spare).value).write(value);
+            values.set_len(len + 1);
         }
     }
 }
@@ -225,11 +236,8 @@ impl EventKind {
         let mut walk = SlotWalk::default();
         while let Some(i) = walk.next(head, &values) {
             let taken = &mut values[i];
-            let (slot, index, value) = (
-                taken.slot,
-                taken.rule,
-                std::mem::replace(&mut taken.value, Node::Null),
-            );
+            let (slot, index) = (taken.slot, taken.rule);
+            let value = std::mem::replace(&mut taken.value, Node::Null);
             let push = grammar.targets[slot as usize].push;
             let won = push || previous != Some(slot);
             previous = Some(slot);
@@ -237,7 +245,7 @@ impl EventKind {
                 contested.push((index, won));
             }
             if won {
-                winners.push((slot, value));
+                crate::event::push_pair(&mut winners, slot, value);
             }
         }
         // SAFETY: a shorter length exposes nothing uninitialised. Every value was taken
@@ -443,7 +451,7 @@ impl EventKind {
                 };
                 match rule.transform.apply(input, &ctx.zone, ctx.now_ms) {
                     Some(v) => {
-                        mapped.values.push(SlotValue::new(rule.slot, index, v));
+                        SlotValue::push_onto(&mut mapped.values, rule.slot, index, v);
                         // Part of a field (a pattern's capture) does not account for all of it.
                         if rule.pattern.is_none() {
                             consumed = true;
@@ -562,11 +570,10 @@ mod tests {
             slots in 1usize..80,
             picks in proptest::collection::vec((0u16..80, 0u16..6), 0..300),
         ) {
-            let mut values: Vec<SlotValue<'_>> = picks
-                .iter()
-                .enumerate()
-                .map(|(i, &(slot, rule))| SlotValue::new(slot % slots as u16, rule, Node::from(i as i64)))
-                .collect();
+            let mut values: Vec<SlotValue<'_>> = Vec::new();
+            for (i, &(slot, rule)) in picks.iter().enumerate() {
+                SlotValue::push_onto(&mut values, slot % slots as u16, rule, Node::from(i as i64));
+            }
             // Each value carries its arrival index.
             let mut sorted: Vec<i64> = (0..values.len() as i64).collect();
             sorted.sort_by_key(|&i| (values[i as usize].slot, values[i as usize].rule));
