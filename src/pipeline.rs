@@ -386,11 +386,12 @@ impl Pipeline {
                     )),
                 }
             }
-            flat.push(FlatField {
-                ns: Namespace::Cef,
-                key: Cow::Borrowed(field.key),
-                value: field.value,
-            });
+            FlatField::push_onto(
+                &mut flat,
+                Namespace::Cef,
+                Cow::Borrowed(field.key),
+                field.value,
+            );
         }
         if grammar.custom_labels {
             fold_custom_labels(&mut flat);

@@ -208,6 +208,32 @@ pub struct FlatField<'a> {
     pub value: Cow<'a, str>,
 }
 
+impl<'a> FlatField<'a> {
+    /// `fields.push(FlatField { .. })`, with each field stored straight into the vector's
+    /// spare slot. `push` assembled the field on the stack and copied it with sixteen-byte
+    /// loads straddling narrower stores, which the CPU cannot forward from its store
+    /// buffer: a tenth of the CEF parse's `perf` samples.
+    #[inline(always)]
+    pub fn push_onto(
+        fields: &mut Vec<FlatField<'a>>,
+        ns: Namespace,
+        key: Cow<'a, str>,
+        value: Cow<'a, str>,
+    ) {
+        fields.reserve(1);
+        let len = fields.len();
+        // SAFETY: the reservation leaves room for one field at `len`; all three are
+        // written before the length covers them.
+        unsafe {
+            let spare = fields.as_mut_ptr().add(len);
+            std::ptr::addr_of_mut!((*spare).ns).write(ns);
+            std::ptr::addr_of_mut!((*spare).key).write(key);
+            std::ptr::addr_of_mut!((*spare).value).write(value);
+            fields.set_len(len + 1);
+        }
+    }
+}
+
 /// Everything a grammar can read from one message.
 /// `'r` is the borrow of the parsed headers, `'a` the message text the fields borrow from.
 pub struct Record<'r, 'a> {
