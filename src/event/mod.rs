@@ -191,9 +191,10 @@ pub fn build_sorted<'a>(
     close_down_to(root, &mut open, 0);
 }
 
-/// `vec.push(Type { field: value, .. })`, with each field stored straight into the vector's
-/// spare slot (every field must be listed, as in a struct literal: a check that never runs
-/// makes the compiler hold to that). `push` assembles the value on the stack and copies it
+/// `vec.push(Type { field: value, .. })` or `vec.push((first, second))`, with each field
+/// stored straight into the vector's spare slot (every field of a struct must be listed,
+/// as in a struct literal: a check that never runs makes the compiler hold to that).
+/// `push` assembles the value on the stack and copies it
 /// with sixteen-byte loads that straddle the narrower stores before them, which the CPU
 /// cannot forward from its store buffer; such loads held a fifth to three quarters of the
 /// samples of the loops that push members, slot values and flat fields (`perf annotate`).
@@ -221,26 +222,30 @@ macro_rules! push_fields {
             vec.set_len(len + 1);
         }
     }};
+    // A pair: both of its fields.
+    ($vec:expr, ($first:expr, $second:expr)) => {{
+        let vec = $vec;
+        vec.reserve(1);
+        let (first, second) = ($first, $second);
+        let len = vec.len();
+        // SAFETY: the reservation leaves room for one pair at `len`; both fields are
+        // written before the length covers them.
+        unsafe {
+            let spare = vec.as_mut_ptr().add(len);
+            ::std::ptr::addr_of_mut!((*spare).0).write(first);
+            ::std::ptr::addr_of_mut!((*spare).1).write(second);
+            vec.set_len(len + 1);
+        }
+    }};
 }
 pub(crate) use push_fields;
 
-/// `pairs.push((first, second))`, with both fields stored straight into the vector's spare
-/// slot. `push` assembled the pair on the stack (a node with two sixteen-byte stores) and
-/// copied it with a sixteen-byte load straddling those stores, which the CPU cannot
-/// forward from its store buffer: a sixth of the slot-resolving loop's `perf` samples,
-/// and most of those of opening an object here.
+/// `pairs.push((first, second))`, stored field by field ([`push_fields`]; `push` cost a
+/// sixth of the slot-resolving loop's samples, and most of those of opening an object in
+/// [`build_sorted`]).
 #[inline(always)]
 pub(crate) fn push_pair<A, B>(pairs: &mut Vec<(A, B)>, first: A, second: B) {
-    pairs.reserve(1);
-    let len = pairs.len();
-    // SAFETY: the reservation leaves room for one pair at `len`; both fields are written
-    // before the length covers them.
-    unsafe {
-        let spare = pairs.as_mut_ptr().add(len);
-        std::ptr::addr_of_mut!((*spare).0).write(first);
-        std::ptr::addr_of_mut!((*spare).1).write(second);
-        pairs.set_len(len + 1);
-    }
+    push_fields!(pairs, (first, second));
 }
 
 /// Attaches the open places deeper than `depth` to their parents, innermost first.
