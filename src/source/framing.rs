@@ -10,6 +10,14 @@
 //! Memory is bounded whatever the input: a frame longer than `max_frame` is cut at
 //! `max_frame` bytes and flagged truncated, and the rest of it is discarded until the next
 //! frame starts. The buffer never holds more than `max_frame` plus one pushed chunk.
+//!
+//! Frames are not copied out: each is a [`Bytes`] view of the buffer the bytes were read
+//! into, which stays allocated until the last of its frames is dropped. Copying each frame
+//! into its own allocation was most of the listener thread's time (a malloc whose free
+//! list the parse thread had filled from another core, then a copy into memory that core
+//! owned last).
+
+use bytes::{Buf, Bytes, BytesMut};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
@@ -31,7 +39,7 @@ impl Mode {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Frame {
-    pub bytes: Vec<u8>,
+    pub bytes: Bytes,
     /// Cut at the size limit, or incomplete when the connection ended.
     pub truncated: bool,
 }
@@ -42,7 +50,7 @@ const MAX_COUNT_DIGITS: usize = 9;
 
 #[derive(Debug)]
 pub struct Framer {
-    buf: Vec<u8>,
+    buf: BytesMut,
     /// Start of unconsumed bytes in `buf`.
     start: usize,
     mode: Mode,
@@ -61,7 +69,7 @@ pub struct Framer {
 impl Framer {
     pub fn new(max_frame: usize) -> Framer {
         Framer {
-            buf: Vec::new(),
+            buf: BytesMut::new(),
             start: 0,
             mode: Mode::Undetected,
             max_frame: max_frame.max(1),
@@ -94,7 +102,7 @@ impl Framer {
     /// no memory of its last burst). Separator bytes left over carry nothing.
     pub fn release_buffer(&mut self) {
         if !self.has_partial() && self.skip == 0 && !self.discarding_line {
-            self.buf = Vec::new();
+            self.buf = BytesMut::new();
             self.start = 0;
         }
     }
@@ -111,26 +119,38 @@ impl Framer {
         self.buf.extend_from_slice(data);
     }
 
-    /// The buffer, with room for at least `room` more bytes, for a read to append to
+    /// The buffer, with room for at least `least` more bytes, for a read to append to
     /// directly: the same as reading elsewhere and calling `push`, without copying the
     /// bytes a second time. Bytes an over-long frame still has to discard are dropped by
     /// `next_frame`, so the buffer holds at most one frame plus one read, as with `push`.
-    pub fn read_buffer(&mut self, room: usize) -> &mut Vec<u8> {
+    ///
+    /// A new allocation, when one is needed, has room for `room`: the reads after this
+    /// one fill it on until less than `least` is left. Frames keep the allocation they were
+    /// read into alive, so its unfilled end is memory held for nothing: asking for `room`
+    /// each time would start a new one after every read shorter than `room`.
+    pub fn read_buffer(&mut self, least: usize, room: usize) -> &mut BytesMut {
         self.compact();
-        self.buf.reserve(room);
+        if self.buf.capacity() - self.buf.len() < least {
+            self.buf.reserve(room.max(least));
+        }
         &mut self.buf
     }
 
-    /// Drops consumed bytes from the front once they are at least half the buffer, so
-    /// moving what is left costs no more than the bytes consumed.
+    /// Drops consumed bytes from the front: a pointer moves, nothing is copied.
     fn compact(&mut self) {
-        if self.start > 0 && self.start == self.buf.len() {
-            self.buf.clear();
-            self.start = 0;
-        } else if self.start > 0 && self.start >= self.buf.len() / 2 {
-            self.buf.drain(..self.start);
+        if self.start > 0 {
+            self.buf.advance(self.start);
             self.start = 0;
         }
+    }
+
+    /// Bytes `body..end` of the buffer as a frame, and everything before `next` consumed.
+    fn cut(&mut self, body: usize, end: usize, next: usize) -> Bytes {
+        self.buf.advance(body);
+        let frame = self.buf.split_to(end - body).freeze();
+        self.buf.advance(next - end);
+        self.start = 0;
+        frame
     }
 
     /// The next complete frame, if the buffer holds one.
@@ -204,8 +224,7 @@ impl Framer {
             while end > body && is_separator(self.buf[end - 1]) {
                 end -= 1;
             }
-            let bytes = self.buf[body..end].to_vec();
-            self.start = body + len;
+            let bytes = self.cut(body, end, body + len);
             if bytes.is_empty() {
                 return self.next_frame();
             }
@@ -217,8 +236,8 @@ impl Framer {
         if available < self.max_frame {
             return None;
         }
-        let bytes = self.buf[body..body + self.max_frame].to_vec();
-        self.start = body + self.max_frame;
+        let end = body + self.max_frame;
+        let bytes = self.cut(body, end, end);
         self.skip = len - self.max_frame;
         Some(Frame {
             bytes,
@@ -235,16 +254,17 @@ impl Framer {
                 if end > 0 && rest[end - 1] == b'\r' {
                     end -= 1;
                 }
-                let bytes = rest[..end].to_vec();
-                self.start += at + 1;
+                let start = self.start;
+                let bytes = self.cut(start, start + end, start + at + 1);
                 Some(Frame {
                     bytes,
                     truncated: false,
                 })
             }
             _ if rest.len() > self.max_frame => {
-                let bytes = rest[..self.max_frame].to_vec();
-                self.start += self.max_frame;
+                let start = self.start;
+                let end = start + self.max_frame;
+                let bytes = self.cut(start, end, end);
                 self.discarding_line = true;
                 Some(Frame {
                     bytes,
@@ -283,7 +303,7 @@ impl Framer {
             return None;
         }
         Some(Frame {
-            bytes: rest[..rest.len().min(self.max_frame)].to_vec(),
+            bytes: Bytes::copy_from_slice(&rest[..rest.len().min(self.max_frame)]),
             truncated: true,
         })
     }
@@ -374,6 +394,33 @@ mod tests {
     }
 
     #[test]
+    fn frames_are_views_of_the_buffer_reads_fill_on() {
+        let mut f = Framer::new(1024);
+        f.read_buffer(64, 256)
+            .extend_from_slice(b"<13>one\n<13>two\n<13>th");
+        let one = f.next_frame().unwrap().bytes;
+        let two = f.next_frame().unwrap().bytes;
+        assert_eq!(f.next_frame(), None);
+        // Not copied: the second frame starts one delimiter after the first, in one buffer.
+        assert_eq!(two.as_ptr(), one.as_ptr().wrapping_add(one.len() + 1));
+        // The next read appends to the same allocation while 64 bytes or more are left.
+        f.read_buffer(64, 256).extend_from_slice(b"ree\n");
+        let three = f.next_frame().unwrap().bytes;
+        assert_eq!(three.as_ptr(), two.as_ptr().wrapping_add(two.len() + 1));
+        // Less than 64 left: a new allocation, into which the partial frame moves; the
+        // frames already out keep their bytes.
+        f.read_buffer(64, 256).extend_from_slice(&[b'x'; 200]);
+        f.read_buffer(64, 256).extend_from_slice(b"y\n");
+        let long = f.next_frame().unwrap().bytes;
+        assert_eq!(long.len(), 201);
+        assert_ne!(long.as_ptr(), three.as_ptr().wrapping_add(three.len() + 1));
+        assert_eq!(
+            [&one[..], &two[..], &three[..]],
+            [&b"<13>one"[..], b"<13>two", b"<13>three"]
+        );
+    }
+
+    #[test]
     fn octet_counting_split_anywhere() {
         let stream = b"7 <13>one8 <13>two\n\n9 <13>three";
         for split in 0..stream.len() {
@@ -408,7 +455,8 @@ mod tests {
                     let mut got = Vec::new();
                     for piece in [&stream[..split], &stream[split..]] {
                         if direct {
-                            f.read_buffer(piece.len()).extend_from_slice(piece);
+                            f.read_buffer(piece.len(), piece.len())
+                                .extend_from_slice(piece);
                         } else {
                             f.push(piece);
                         }
@@ -436,7 +484,7 @@ mod tests {
         f.push(b"2024-01-25T10:00:00Z host app: hi\n");
         assert_eq!(
             f.next_frame().unwrap().bytes,
-            b"2024-01-25T10:00:00Z host app: hi"
+            &b"2024-01-25T10:00:00Z host app: hi"[..]
         );
     }
 
@@ -478,14 +526,14 @@ mod tests {
         assert_eq!(
             f.finish(),
             Some(Frame {
-                bytes: b"<13>half a mess".to_vec(),
+                bytes: Bytes::from_static(b"<13>half a mess"),
                 truncated: true
             })
         );
         let mut f = Framer::new(1024);
         f.push(b"50 <13>only part");
         assert_eq!(frames(&mut f), vec![]);
-        assert_eq!(f.finish().unwrap().bytes, b"<13>only part");
+        assert_eq!(f.finish().unwrap().bytes, &b"<13>only part"[..]);
     }
 
     #[test]

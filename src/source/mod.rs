@@ -15,6 +15,8 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use bytes::Bytes;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Transport {
     Tcp,
@@ -67,7 +69,8 @@ impl ReceiveInfo {
 /// One message after framing.
 #[derive(Clone, Debug)]
 pub struct Message {
-    pub bytes: Vec<u8>,
+    /// A view of the buffer the listener read it into (see `framing`), or its own bytes.
+    pub bytes: Bytes,
     /// Shared by every message of a connection, UDP sender or S3 object: one reference
     /// count moves per message, not one per field.
     pub received: Arc<ReceiveInfo>,
@@ -84,9 +87,9 @@ pub struct Message {
 }
 
 impl Message {
-    pub fn new(bytes: Vec<u8>, received: Arc<ReceiveInfo>, received_ms: i64) -> Message {
+    pub fn new(bytes: impl Into<Bytes>, received: Arc<ReceiveInfo>, received_ms: i64) -> Message {
         Message {
-            bytes,
+            bytes: bytes.into(),
             received,
             received_ms,
             truncated: false,

@@ -26,6 +26,10 @@ use crate::queue::{Dispatcher, TRICKLE_WAIT};
 
 /// Read size while data flows.
 const READ_BUFFER: usize = 64 * 1024;
+/// While data flows, a read goes into what is left of the current READ_BUFFER until less
+/// than this is left (frames hold on to the buffer they were read into; see
+/// `Framer::read_buffer`). At most this much of each READ_BUFFER stays unfilled.
+const LEAST_READ: usize = 16 * 1024;
 /// Read size of a quiet connection (part of its task, so always resident). A read that fills
 /// it means data is flowing: the next reads use a READ_BUFFER.
 const IDLE_READ_BUFFER: usize = 2 * 1024;
@@ -34,6 +38,9 @@ const IDLE_READ_BUFFER: usize = 2 * 1024;
 /// [`TRICKLE_WAIT`] before reading again, so it reads (and queues) once per many messages
 /// rather than per one or two.
 const TRICKLE_READ: usize = 16 * 1024;
+// A read shorter than TRICKLE_READ must mean the sender is slow, not that the buffer had
+// less room than that.
+const _: () = assert!(LEAST_READ >= TRICKLE_READ);
 
 /// What every connection of one listener shares.
 pub struct StreamListener {
@@ -177,7 +184,7 @@ impl StreamListener {
                     read_some(
                         &mut stream,
                         &mut idle_buffer,
-                        flowing.then(|| framer.read_buffer(READ_BUFFER)),
+                        flowing.then(|| framer.read_buffer(LEAST_READ, READ_BUFFER)),
                     ),
                 ) => read,
             };
@@ -295,7 +302,7 @@ impl StreamListener {
 async fn read_some<S: AsyncRead + Unpin>(
     stream: &mut S,
     idle: &mut [u8],
-    flowing: Option<&mut Vec<u8>>,
+    flowing: Option<&mut bytes::BytesMut>,
 ) -> std::io::Result<usize> {
     match flowing {
         Some(buffer) => stream.read_buf(buffer).await,
