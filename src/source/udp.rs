@@ -16,6 +16,7 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 
+use bytes::BytesMut;
 use tokio::net::UdpSocket;
 use tokio::sync::watch;
 
@@ -197,10 +198,15 @@ impl Receiver {
     }
 
     /// The `i`-th datagram of the last call and its bytes.
+    /// The length of datagram `i`'s payload, as `datagram(i)` returns it.
+    fn payload_len(&self, i: usize) -> usize {
+        (self.headers[i].msg_len as usize).min(self.slot_bytes)
+    }
+
     fn datagram(&self, i: usize) -> (Datagram, &[u8]) {
         let header = &self.headers[i];
         let msg = &header.msg_hdr;
-        let len = (header.msg_len as usize).min(self.slot_bytes);
+        let len = self.payload_len(i);
         let mut drops = None;
         // SAFETY: the control messages are read only within msg_controllen as the kernel
         // set it, in this slot's control buffer; the address is read as the family says.
@@ -362,6 +368,11 @@ impl DatagramListener {
                     }
                 };
                 taken += received;
+                // One allocation for the datagrams of this call, each message a view of it:
+                // an allocation per datagram, freed on the parse thread, cost more than the
+                // copy.
+                let mut copies =
+                    BytesMut::with_capacity((0..received).map(|i| receiver.payload_len(i)).sum());
                 for i in 0..received {
                     let (datagram, payload) = receiver.datagram(i);
                     if let Some(total) = datagram.drops {
@@ -398,7 +409,8 @@ impl DatagramListener {
                             break;
                         }
                     }
-                    let mut message = Message::new(bytes.to_vec(), info, received_ms);
+                    copies.extend_from_slice(bytes);
+                    let mut message = Message::new(copies.split().freeze(), info, received_ms);
                     if datagram.truncated {
                         message.truncated = true;
                         self.metrics.truncated(truncated::TOO_LONG);
