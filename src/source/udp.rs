@@ -197,12 +197,12 @@ impl Receiver {
         Ok(n as usize)
     }
 
-    /// The `i`-th datagram of the last call and its bytes.
     /// The length of datagram `i`'s payload, as `datagram(i)` returns it.
     fn payload_len(&self, i: usize) -> usize {
         (self.headers[i].msg_len as usize).min(self.slot_bytes)
     }
 
+    /// The `i`-th datagram of the last call and its bytes.
     fn datagram(&self, i: usize) -> (Datagram, &[u8]) {
         let header = &self.headers[i];
         let msg = &header.msg_hdr;
