@@ -45,7 +45,7 @@ fn pipeline_per_vendor(c: &mut Criterion) {
                 || message(text),
                 |m| {
                     out.clear();
-                    pipeline.parse_with(m, |event| event.write_json(&mut out));
+                    pipeline.parse_with(m, |event| event.into_json(&mut out));
                 },
                 BatchSize::SmallInput,
             )
@@ -90,7 +90,7 @@ fn mixed_throughput(c: &mut Criterion) {
         b.iter(|| {
             out.clear();
             for m in &messages {
-                pipeline.parse_with(m, |event| event.write_json(&mut out));
+                pipeline.parse_with(m, |event| event.into_json(&mut out));
                 out.push(b'\n');
             }
             out.len()

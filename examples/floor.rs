@@ -143,7 +143,7 @@ fn written_events(lines: &[String], raw_data: bool) -> Vec<Vec<u8>> {
                 1_700_000_000_000,
             );
             let mut out = Vec::new();
-            pipeline.parse_with(&message, |event| event.write_json(&mut out));
+            pipeline.parse_with(&message, |event| event.into_json(&mut out));
             out
         })
         .collect()

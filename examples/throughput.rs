@@ -30,7 +30,7 @@ fn main() {
     let start = Instant::now();
     for m in &messages {
         out.clear();
-        pipeline.parse_with(m, |event| event.write_json(&mut out));
+        pipeline.parse_with(m, |event| event.into_json(&mut out));
         written += out.len();
     }
     let secs = start.elapsed().as_secs_f64();

@@ -49,5 +49,5 @@ fn main() {
 #[inline(never)]
 fn parse_and_serialise(pipeline: &Pipeline, message: &Message, out: &mut Vec<u8>) {
     out.clear();
-    pipeline.parse_with(message, |event| event.write_json(out));
+    pipeline.parse_with(message, |event| event.into_json(out));
 }

@@ -151,6 +151,12 @@ impl<'a> Event<'a> {
         self.tree.write_json(out)
     }
 
+    /// [`Event::write_json`] for an event no longer needed: the tree is freed as it is
+    /// written, in one walk.
+    pub fn into_json(self, out: &mut Vec<u8>) {
+        self.tree.into_json(out)
+    }
+
     pub fn into_value(self) -> Value {
         self.tree.into_value()
     }

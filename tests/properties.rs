@@ -179,6 +179,10 @@ fn assert_writer_matches_serde_json(pipeline: &sluice::Pipeline, bytes: &[u8], j
     let (written, value, grammar, heartbeat) = pipeline.parse_with(&message, |event| {
         let mut written = Vec::new();
         event.write_json(&mut written);
+        // The workers' writer, which frees the tree as it writes it, writes the same bytes.
+        let mut consumed = Vec::new();
+        event.tree.clone().into_json(&mut consumed);
+        assert_eq!(consumed, written, "into_json and write_json differ");
         let grammar = event.grammar.map(str::to_string);
         let heartbeat = event.heartbeat;
         (written, event.into_value(), grammar, heartbeat)

@@ -108,7 +108,7 @@ impl Worker {
                                 .expect("a JSON value always serialises")
                         })
                     }
-                    _ => delivery.append(|text| event.write_json(text)),
+                    _ => delivery.append(|text| event.into_json(text)),
                 };
                 (span, status, route)
             });

@@ -418,7 +418,7 @@ impl<W: Write> NdjsonWriter<W> {
         if self.pretty {
             serde_json::to_writer_pretty(&mut self.buffer, &event.into_value())?;
         } else {
-            event.write_json(&mut self.buffer);
+            event.into_json(&mut self.buffer);
         }
         self.buffer.push(b'\n');
         self.out.write_all(&self.buffer)
