@@ -19,10 +19,11 @@ use metrics::{counter, gauge, histogram, Counter, Gauge, Histogram};
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::ClientContext;
 use rdkafka::Message as _;
 
+use super::producer::PolledProducer;
 use super::spool::{AppendError, Fsync, Spool, SpoolRecord};
 use super::{Delivery, Sink, SinkRecord};
 use crate::source::now_ms;
@@ -227,7 +228,7 @@ impl SpoolState {
 }
 
 pub struct KafkaSink {
-    producer: ThreadedProducer<DeliveryReports>,
+    producer: PolledProducer<DeliveryReports>,
     blocked: Histogram,
     brokers_down: Arc<AtomicBool>,
     acks: Arc<Mutex<Vec<u64>>>,
@@ -325,8 +326,7 @@ impl KafkaSink {
             counters: Mutex::new(HashMap::new()),
             last_logged: Mutex::new(HashMap::new()),
         };
-        let producer: ThreadedProducer<DeliveryReports> = config
-            .create_with_context(context)
+        let producer = PolledProducer::new(config, context)
             .map_err(|e| format!("cannot create the Kafka producer: {e}"))?;
         Ok(KafkaSink {
             producer,
