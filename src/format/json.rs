@@ -106,7 +106,7 @@ pub fn parse_lenient<'a>(text: &str, made: &'a Made) -> Result<(Node<'a>, Repair
     let trimmed = text.trim();
     let braceless = trimmed.starts_with('"');
     // A lone JSON string is valid as it is; braceless members fail at their first ':'.
-    if braceless {
+    if braceless && may_be_one_string(trimmed) {
         if let Ok(value) = parse(trimmed) {
             return Ok((value.into_owned(), Repairs::default()));
         }
@@ -137,7 +137,7 @@ pub fn parse_lenient_in_place<'a>(
 ) -> Result<(Node<'a>, Repairs), String> {
     let trimmed = text.trim();
     let braceless = trimmed.starts_with('"');
-    if braceless {
+    if braceless && may_be_one_string(trimmed) {
         if let Ok(value) = parse(trimmed) {
             return Ok((value, Repairs::default()));
         }
@@ -157,6 +157,26 @@ pub fn parse_lenient_in_place<'a>(
     fix_strings(&trimmed[end..], &mut rest, &mut repairs);
     keep_trailing(&rest, &mut repairs);
     Ok((value, repairs))
+}
+
+/// Whether `text` (trimmed, starting with `"`) can be one JSON string: its first string,
+/// as JSON delimits strings, does not end before its last byte. Braceless members (every
+/// Symantec `json=` value) fail this at their first key, where a strict parse would fail
+/// twice (the tree parser, then serde_json building its error) before the repair.
+fn may_be_one_string(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    let mut at = 1;
+    while let Some(found) = memchr::memchr2(b'"', b'\\', &bytes[at..]) {
+        let i = at + found;
+        if bytes[i] == b'"' {
+            return i == bytes.len() - 1;
+        }
+        at = i + 2;
+        if at >= bytes.len() {
+            break;
+        }
+    }
+    true
 }
 
 fn keep_trailing(rest: &str, repairs: &mut Repairs) {
@@ -424,7 +444,45 @@ mod tests {
         assert_eq!(repairs.trailing.as_deref(), Some("rest"));
     }
 
+    /// Skipping the strict parse of braceless text changes nothing: whenever the text may
+    /// not be one string, the strict parse fails.
+    fn one_string_check_only_skips_failures(
+        text: &str,
+    ) -> Result<(), proptest::test_runner::TestCaseError> {
+        let text = text.trim();
+        if text.starts_with('"') && !may_be_one_string(text) {
+            proptest::prop_assert!(parse(text).is_err(), "{:?} parsed", text);
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn one_string_check_on_hand_picked_texts() {
+        for (text, may) in [
+            (r#""lone""#, true),
+            (r#""a \" quote \\ and \u00e9""#, true),
+            (r#""a":1"#, false),
+            (r#""a\\":1"#, false),
+            (r#""x" "#, true),
+            (r#""x"y"#, false),
+            (r#""unterminated"#, true),
+            (r#""ends in a backslash\"#, true),
+            ("\"", true),
+        ] {
+            assert_eq!(may_be_one_string(text.trim()), may, "{text:?}");
+            one_string_check_only_skips_failures(text).unwrap();
+        }
+        assert!(parse(r#""a \" quote""#).is_ok());
+    }
+
     proptest::proptest! {
+        #[test]
+        fn one_string_check_matches_a_strict_parse(
+            text in "\"[\"\\\\a-zu0-9:,{} \\x00-\\x1f é]{0,40}"
+        ) {
+            one_string_check_only_skips_failures(&text)?;
+        }
+
         #[test]
         fn in_place_repair_matches_repair_then_parse(
             soup in "[\"\\\\a-zU0-9u:{},\\[\\] \\x00-\\x1f é]{0,60}"
