@@ -21,6 +21,7 @@ use crate::Status;
 pub mod file;
 #[cfg(feature = "kafka")]
 pub mod kafka;
+#[cfg(feature = "kafka")]
 mod producer;
 pub mod route;
 pub mod spool;
