@@ -40,6 +40,13 @@ impl MainQueue {
         // SAFETY: the handle is valid until `drop`.
         unsafe { rdsys::rd_kafka_queue_length(self.0) }
     }
+
+    /// Removes the eventfd registration: librdkafka must not write to a descriptor once it
+    /// is closed (its number could by then belong to another file).
+    fn stop_wake_ups(&self) {
+        // SAFETY: the handle is valid until `drop`; fd -1 removes the registration.
+        unsafe { rdsys::rd_kafka_queue_io_event_enable(self.0, -1, std::ptr::null(), 0) };
+    }
 }
 
 impl Drop for MainQueue {
@@ -50,9 +57,11 @@ impl Drop for MainQueue {
     }
 }
 
+// Fields drop in this order after `drop`: the queue handle before the producer (whose
+// client it references), the descriptor last.
 pub struct PolledProducer<C: ProducerContext + 'static> {
-    producer: Arc<BaseProducer<C>>,
     queue: Arc<MainQueue>,
+    producer: Arc<BaseProducer<C>>,
     wake: Arc<OwnedFd>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
@@ -100,15 +109,20 @@ impl<C: ProducerContext + 'static> PolledProducer<C> {
             std::thread::Builder::new()
                 .name("sluice-kafka-dr".into())
                 .spawn(move || serve(&producer, &queue, &wake, &stop, idle_wait_ms))
-                .map_err(|e| {
-                    rdkafka::error::KafkaError::ClientCreation(format!(
-                        "cannot start the delivery report thread: {e}"
-                    ))
-                })?
+        };
+        let thread = match thread {
+            Ok(thread) => thread,
+            Err(e) => {
+                // The descriptor closes on return: librdkafka must not keep it.
+                queue.stop_wake_ups();
+                return Err(rdkafka::error::KafkaError::ClientCreation(format!(
+                    "cannot start the delivery report thread: {e}"
+                )));
+            }
         };
         Ok(PolledProducer {
-            producer,
             queue,
+            producer,
             wake,
             stop,
             thread: Some(thread),
@@ -177,11 +191,9 @@ impl<C: ProducerContext + 'static> Drop for PolledProducer<C> {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
-        // librdkafka must not write to the descriptor once it is closed (its number could
-        // by then belong to another file): the registration goes first. The producer, when
-        // dropped after this, serves its last reports itself (rdkafka purges and flushes).
-        // SAFETY: the queue handle is valid; fd -1 removes the registration.
-        unsafe { rdsys::rd_kafka_queue_io_event_enable(self.queue.0, -1, std::ptr::null(), 0) };
+        // Before the descriptor closes. The producer, dropped after this, serves its last
+        // reports itself (rdkafka purges and flushes).
+        self.queue.stop_wake_ups();
     }
 }
 
