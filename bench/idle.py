@@ -11,19 +11,7 @@ import argparse, os, shutil, subprocess, sys, tempfile, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from ingest import free_port, start_broker, start_sluice, stop_broker  # noqa: E402
-
-
-def ticks(pid):
-    """Clock ticks (user + kernel) of each thread of `pid`, summed by thread name."""
-    by_name = {}
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        with open(f"/proc/{pid}/task/{tid}/stat") as f:
-            stat = f.read()
-        name = stat[stat.index("(") + 1:stat.rindex(")")]
-        fields = stat[stat.rindex(")") + 2:].split()
-        by_name[name] = by_name.get(name, 0) + int(fields[11]) + int(fields[12])
-    return by_name
+from ingest import free_port, start_broker, start_sluice, stop_broker, thread_cpu  # noqa: E402
 
 
 def main():
@@ -48,17 +36,16 @@ def main():
                     f'[metrics]\naddress = "127.0.0.1:{metrics_port}"\n')
         proc = start_sluice(binary, conf, f"127.0.0.1:{metrics_port}")
         time.sleep(3)  # connected to the broker, metadata fetched
-        before = ticks(proc.pid)
+        before = thread_cpu(proc.pid)
         time.sleep(opts.seconds)
-        after = ticks(proc.pid)
-        hz = os.sysconf("SC_CLK_TCK")
-        spent = {name: after[name] - before.get(name, 0) for name in after}
+        after = thread_cpu(proc.pid)
+        spent = {kind: after[kind] - before.get(kind, 0.0) for kind in after}
         total = sum(spent.values())
-        print(f"idle for {opts.seconds:.0f} s: {total} ticks of 1/{hz} s, "
-              f"{100 * total / hz / opts.seconds:.2f} % of a core")
-        for name, n in sorted(spent.items(), key=lambda kv: -kv[1]):
-            if n:
-                print(f"  {name}: {n} ticks")
+        print(f"idle for {opts.seconds:.0f} s: {total:.2f} s of CPU, "
+              f"{100 * total / opts.seconds:.2f} % of a core")
+        for kind, seconds in sorted(spent.items(), key=lambda kv: -kv[1]):
+            if seconds:
+                print(f"  {kind}: {seconds:.2f} s")
     finally:
         if proc:
             proc.terminate()

@@ -325,6 +325,7 @@ impl<'a> Object<'a> {
             for i in 0..count {
                 let member = &mut *base.add(i);
                 write_key(out, &member.key, i > 0);
+                // Strings written here, not through a call, as `write_json` does.
                 match &mut member.value {
                     Node::Str(s) => {
                         write_str(out, s);
