@@ -17,8 +17,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v valgrind >/dev/null || { echo "valgrind not found: apt-get install valgrind" >&2; exit 1; }
 n=${1:-400}
-cargo build --release --quiet --example vendor_cost
-bin=target/release/examples/vendor_cost
+# VENDOR_COST=PATH counts another build of the example, e.g. the profile-guided one:
+# `bash deploy/pgo/build.sh --example vendor_cost`, then
+# VENDOR_COST=target/pgo/release/examples/vendor_cost.
+if [ -n "${VENDOR_COST:-}" ]; then
+  bin=$VENDOR_COST
+else
+  cargo build --release --quiet --example vendor_cost
+  bin=target/release/examples/vendor_cost
+fi
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 instructions() { # vendor count → "instructions bytes"

@@ -5,7 +5,8 @@
 # against VRL on the corpus's CEF lines. Extra arguments go to compare.py (--messages,
 # --runs, --receivers, --output file|pipe, --no-vrl). With the defaults (1,000,000
 # messages, 3 runs) about 20 minutes on 2 cores, plus about 10 for the first build of the
-# VRL crate.
+# VRL crate. The profile-guided build that the container image ships: `bash
+# deploy/pgo/build.sh`, then `bash bench/compare.sh --binary target/pgo/release/sluice`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash deploy/dev/install-test-tools.sh >/dev/null

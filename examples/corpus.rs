@@ -1,5 +1,5 @@
 //! Writes the generated mixed vendor corpus (the four syslog-delivered shapes in turn), one
-//! message per line: `cargo run --release --example corpus -- MESSAGES > corpus.log`.
+//! message per line: `cargo run --release --example corpus -- MESSAGES [SEED] > corpus.log`.
 #[path = "../benches/corpus/mod.rs"]
 mod corpus;
 
@@ -10,9 +10,15 @@ fn main() {
         .nth(1)
         .and_then(|a| a.parse().ok())
         .unwrap_or(100_000);
+    // Another seed gives other values in the same shapes (e.g. a training corpus that is
+    // not the one measured).
+    let seed: u64 = std::env::args()
+        .nth(2)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(42);
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    for line in corpus::mixed(count, 42) {
+    for line in corpus::mixed(count, seed) {
         writeln!(out, "{line}").expect("write the corpus");
     }
 }

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Builds sluice with profile-guided optimisation (PGO): an instrumented build first, then a
+# training run of it on generated vendor traffic (deploy/pgo/train.py), then the release
+# build again with the recorded branch and call counts. The parse path is a long chain of
+# small branchy functions; laid out and inlined by how the traffic really goes through it,
+# it runs about a tenth fewer instructions per event (docs/performance.md, session 25).
+#
+#   bash deploy/pgo/build.sh [CARGO BUILD ARGS...]   # e.g. --example throughput
+#
+# Result: target/pgo/release/sluice (and whatever the extra arguments name, built with the
+# same profile), the merged profile in target/pgo/sluice.profdata. Takes two full release
+# builds (about 15 minutes on 2 cores). Needs llvm-profdata of rustc's own LLVM: the
+# rustup component llvm-tools, added here when missing. The output of the PGO build is the
+# same as the plain one's (checked by .ci/run); only its speed differs.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+sysroot=$(rustc --print sysroot)
+host=$(rustc -vV | sed -n 's/^host: //p')
+profdata="$sysroot/lib/rustlib/$host/bin/llvm-profdata"
+if [ ! -x "$profdata" ]; then
+  command -v rustup >/dev/null \
+    || { echo "pgo: $profdata not found, and no rustup to add it with (rustup component add llvm-tools)" >&2; exit 1; }
+  rustup component add llvm-tools
+fi
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+flags="${RUSTFLAGS:-}"
+
+echo "pgo: instrumented build (target/pgo-generate)"
+# Build scripts are instrumented too and leave profiles where -Cprofile-generate points;
+# those go to the work directory and are not used.
+RUSTFLAGS="$flags -Cprofile-generate=$work/build-profiles" CARGO_TARGET_DIR=target/pgo-generate \
+  cargo build --release --locked --bin sluice --example corpus
+
+echo "pgo: training run"
+# A corpus with another seed than the benchmarks' (42): the same shapes, other values.
+LLVM_PROFILE_FILE="$work/build-profiles/corpus-%p.profraw" \
+  target/pgo-generate/release/examples/corpus 50000 7 > "$work/corpus.log"
+LLVM_PROFILE_FILE="$work/train/%p.profraw" \
+  python3 deploy/pgo/train.py --sluice target/pgo-generate/release/sluice --corpus "$work/corpus.log"
+mkdir -p target/pgo
+"$profdata" merge -o target/pgo/sluice.profdata "$work"/train/*.profraw
+
+echo "pgo: optimised build (target/pgo)"
+RUSTFLAGS="$flags -Cprofile-use=$PWD/target/pgo/sluice.profdata" CARGO_TARGET_DIR=target/pgo \
+  cargo build --release --locked --bin sluice "$@"
+echo "pgo: built target/pgo/release/sluice"
