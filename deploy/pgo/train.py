@@ -4,8 +4,10 @@ instrumented `sluice` through the work it does in production, so that the optimi
 is laid out for the branches real traffic takes. Code the training never reaches is
 treated as cold (built for size), so each path a deployment uses is driven here:
 
-- `sluice parse` on the generated corpus and on the vendor examples in tests/seeds (the
-  file reader and the S3 JSON shapes);
+- `sluice parse` on the generated corpus, on the vendor examples in tests/seeds (the file
+  reader and the S3 JSON shapes) and on lines no vendor grammar claims (generic CEF,
+  key=value, JSON, plain text, cut-off and broken messages: the generic grammars and the
+  partial and failed outcomes);
 - `sluice run` with TCP (newline and octet-counted framing), UDP and, when openssl is
   there to make a certificate, TLS listeners, into the file sink;
 - the same into Kafka, when a tansu broker is installed (deploy/dev/tansu.sh install).
@@ -29,6 +31,28 @@ WAIT_SECONDS = 300
 def lines_of(corpus):
     with open(corpus, "rb") as f:
         return f.read().splitlines()
+
+
+def other_traffic(count):
+    """Messages of the shapes a deployment gets besides the five vendors', with varied
+    values: each generic grammar, the syslog header variants, and outcomes other than ok."""
+    shapes = [
+        lambda i: f"<134>Dec  {1 + i % 9} 10:{i % 60:02}:00 fw{i % 7} CEF:0|Acme|Edge Firewall|2.{i % 4}|{100 + i % 50}|"
+                  f"Connection blocked|{i % 11}|src=10.0.{i % 256}.{i % 199} dst=192.0.2.{i % 254} spt={1024 + i} "
+                  f"dpt={(22, 80, 443, 3389)[i % 4]} proto=TCP act=blocked msg=rule {i % 17} matched cs1Label=Zone cs1=dmz{i % 3}",
+        lambda i: f"<13>1 2026-12-0{1 + i % 7}T10:{i % 60:02}:0{i % 10}.{i % 1000:03}+01:00 host{i % 5} app {i} ID{i % 9} "
+                  f"[meta seq=\"{i}\"] user=user{i % 23} action={('login', 'logout', 'sudo')[i % 3]} "
+                  f"src=198.51.100.{i % 254} result={('ok', 'denied')[i % 2]}",
+        lambda i: f'<14>Dec 17 09:{i % 60:02}:12 web{i % 4} api[{i % 999}]: {{"event":"request","id":{i},"status":'
+                  f'{(200, 404, 500)[i % 3]},"path":"/v1/items/{i}","client":{{"ip":"203.0.113.{i % 254}"}}}}',
+        lambda i: f"<38>Dec 17 09:{i % 60:02}:12 bastion{i % 3} sshd[{2000 + i}]: Accepted publickey for user{i % 31} "
+                  f"from 203.0.113.{i % 254} port {40000 + i} ssh2",
+        lambda i: f"2026-12-07T10:{i % 60:02}:00Z host{i % 5} CEF:0|Acme|Proxy|1.0|{i}|Blocked|High|request=http://x.test/{i} "
+                  f"msg=cut off here \\",
+        lambda i: f"CEF:0|Acme|Proxy|1.0|{i}|Truncated",
+        lambda i: f"<999>not a header {i} \x00 with control bytes",
+    ]
+    return [shapes[i % len(shapes)](i).encode() for i in range(count)]
 
 
 def wait_for(metrics_address, counter, expected):
@@ -116,8 +140,11 @@ def main():
     work = tempfile.mkdtemp(prefix="sluice-pgo-")
     try:
         seeds = sorted(glob.glob(os.path.join(ROOT, "tests/seeds/*")))
-        subprocess.run([sluice, "parse", opts.corpus, *seeds], check=True, stdout=subprocess.DEVNULL)
-        print(f"train: sluice parse: {len(lines)} corpus lines and {len(seeds)} seed files")
+        other = os.path.join(work, "other.log")
+        with open(other, "wb") as f:
+            f.write(b"".join(line + b"\n" for line in other_traffic(SHARE)))
+        subprocess.run([sluice, "parse", opts.corpus, *seeds, other], check=True, stdout=subprocess.DEVNULL)
+        print(f"train: sluice parse: {len(lines)} corpus lines, {len(seeds)} seed files, {SHARE} other lines")
 
         out = os.path.join(work, "events.ndjson")
         n = run(sluice, work, lines, f'[sink]\ntype = "file"\npath = "{out}"\n', "sluice_events_written_total")
