@@ -23,6 +23,7 @@ if [ ! -x "$profdata" ]; then
   command -v rustup >/dev/null \
     || { echo "pgo: $profdata not found, and no rustup to add it with (rustup component add llvm-tools)" >&2; exit 1; }
   rustup component add llvm-tools
+  [ -x "$profdata" ] || { echo "pgo: rustup added llvm-tools, but $profdata is not there" >&2; exit 1; }
 fi
 
 work=$(mktemp -d)
@@ -46,8 +47,8 @@ LLVM_PROFILE_FILE="$work/train/%p.profraw" \
 mkdir -p target/pgo
 rm -f target/pgo/sluice*.profdata
 "$profdata" merge -o "$work/merged.profdata" "$work"/train/*.profraw
-# Named by content: cargo sees RUSTFLAGS change, not the file a flag points to, and would
-# keep a build made with an older profile.
+# Named by content, so that a new profile changes RUSTFLAGS, which cargo always rebuilds
+# for (whether it notices a changed file behind an unchanged flag is not relied on).
 profile="$PWD/target/pgo/sluice-$(sha256sum "$work/merged.profdata" | cut -c1-16).profdata"
 mv "$work/merged.profdata" "$profile"
 ln -sf "$(basename "$profile")" target/pgo/sluice.profdata
