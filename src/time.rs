@@ -293,22 +293,35 @@ pub fn parse_iso(text: &str, zone: &DefaultZone) -> Option<i64> {
 
 /// Epoch seconds, optionally with a fraction (`1612422455.63`) → ms.
 pub fn parse_epoch_seconds(text: &str) -> Option<i64> {
-    let text = crate::format::trim(text);
-    let (int_part, frac_part) = match text.split_once('.') {
-        Some((i, f)) => (i, f),
-        None => (text, ""),
-    };
-    if int_part.is_empty()
-        || int_part.len() > 12
-        || !int_part.bytes().all(|b| b.is_ascii_digit())
-        || !frac_part.bytes().all(|b| b.is_ascii_digit())
-    {
+    // One pass over the digits: splitting, checking and `str::parse` walked them three
+    // times, and every Perception Point event carries such a stamp.
+    let bytes = crate::format::trim(text).as_bytes();
+    let mut secs: i64 = 0;
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i).filter(|b| b.is_ascii_digit()) {
+        // Twelve digits at most: no overflow below.
+        if i == 12 {
+            return None;
+        }
+        secs = secs * 10 + i64::from(b - b'0');
+        i += 1;
+    }
+    if i == 0 {
         return None;
     }
-    let secs: i64 = int_part.parse().ok()?;
     let mut millis = 0i64;
-    for (i, b) in frac_part.bytes().take(3).enumerate() {
-        millis += (b - b'0') as i64 * [100, 10, 1][i];
+    if let Some((&dot, fraction)) = bytes[i..].split_first() {
+        if dot != b'.' {
+            return None;
+        }
+        for (k, &b) in fraction.iter().enumerate() {
+            if !b.is_ascii_digit() {
+                return None;
+            }
+            if k < 3 {
+                millis += i64::from(b - b'0') * [100, 10, 1][k];
+            }
+        }
     }
     Some(secs * 1000 + millis)
 }
@@ -489,38 +502,66 @@ pub fn ms_to_rfc3339(ms: i64) -> Option<String> {
     let days = ms.div_euclid(86_400_000);
     let of_day = ms.rem_euclid(86_400_000) as u32;
     let (year, month, day) = civil_from_days(days);
-    let mut out = [0u8; 24];
-    let mut put = |at: usize, value: u32, digits: usize| {
-        let mut v = value;
-        for i in (0..digits).rev() {
-            out[at + i] = b'0' + (v % 10) as u8;
-            v /= 10;
-        }
+    let year = year as u32;
+    // Two digits at a time from a table: a division and a lookup for each pair, where each
+    // digit cost a division (every event carries this stamp).
+    let pair = |value: u32| {
+        let at = value as usize % 100 * 2;
+        [TWO_DIGITS[at], TWO_DIGITS[at + 1]]
     };
-    put(0, year as u32, 4);
-    put(5, month, 2);
-    put(8, day, 2);
-    put(11, of_day / 3_600_000, 2);
-    put(14, of_day / 60_000 % 60, 2);
-    put(17, of_day / 1000 % 60, 2);
-    put(20, of_day % 1000, 3);
-    for (at, separator) in [
-        (4, b'-'),
-        (7, b'-'),
-        (10, b'T'),
-        (13, b':'),
-        (16, b':'),
-        (19, b'.'),
-        (23, b'Z'),
-    ] {
-        out[at] = separator;
-    }
+    let [y0, y1] = pair(year / 100);
+    let [y2, y3] = pair(year);
+    let [mo0, mo1] = pair(month);
+    let [d0, d1] = pair(day);
+    let [h0, h1] = pair(of_day / 3_600_000);
+    let [mi0, mi1] = pair(of_day / 60_000 % 60);
+    let [s0, s1] = pair(of_day / 1000 % 60);
+    let millis = of_day % 1000;
+    let [ms1, ms2] = pair(millis);
+    let out = [
+        y0,
+        y1,
+        y2,
+        y3,
+        b'-',
+        mo0,
+        mo1,
+        b'-',
+        d0,
+        d1,
+        b'T',
+        h0,
+        h1,
+        b':',
+        mi0,
+        mi1,
+        b':',
+        s0,
+        s1,
+        b'.',
+        b'0' + (millis / 100) as u8,
+        ms1,
+        ms2,
+        b'Z',
+    ];
     Some(
         std::str::from_utf8(&out)
             .expect("ASCII digits and separators")
             .to_owned(),
     )
 }
+
+/// "00" to "99", each number's two digits at twice its index.
+const TWO_DIGITS: [u8; 200] = {
+    let mut table = [0u8; 200];
+    let mut n = 0;
+    while n < 100 {
+        table[2 * n] = b'0' + (n / 10) as u8;
+        table[2 * n + 1] = b'0' + (n % 10) as u8;
+        n += 1;
+    }
+    table
+};
 
 /// (year, month, day) of a day counted from 1970-01-01 (proleptic Gregorian), after
 /// Howard Hinnant's algorithm: the inverse of [`days_from_civil`].
@@ -540,6 +581,29 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The rule of `parse_epoch_seconds` as plainly stated: digits (1 to 12), then
+    /// optionally a dot and digits, of which the first three are the milliseconds.
+    fn epoch_seconds_by_parts(text: &str) -> Option<i64> {
+        let text = crate::format::trim(text);
+        let (int_part, frac_part) = text.split_once('.').unwrap_or((text, ""));
+        if int_part.is_empty()
+            || int_part.len() > 12
+            || !int_part.bytes().all(|b| b.is_ascii_digit())
+            || !frac_part.bytes().all(|b| b.is_ascii_digit())
+        {
+            return None;
+        }
+        let millis: i64 = format!("{frac_part:0<3}")[..3].parse().ok()?;
+        Some(int_part.parse::<i64>().ok()? * 1000 + millis)
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn epoch_seconds_follow_the_rule(text in r"[ 0-9.x+-]{0,18}") {
+            proptest::prop_assert_eq!(parse_epoch_seconds(&text), epoch_seconds_by_parts(&text));
+        }
+    }
 
     #[test]
     fn rfc3339_stamps_match_chrono() {
@@ -602,6 +666,14 @@ mod tests {
         assert_eq!(parse_epoch_seconds("1612422455.63"), Some(1612422455630));
         assert_eq!(parse_epoch_seconds("1612422455"), Some(1612422455000));
         assert_eq!(parse_epoch_seconds("16124x"), None);
+        assert_eq!(
+            parse_epoch_seconds(" 1612422455.6349 "),
+            Some(1612422455634)
+        );
+        assert_eq!(parse_epoch_seconds("5."), Some(5000));
+        for text in [".5", "", "1.2.3", "1 2", "1234567890123", "-5", "+5", "1e3"] {
+            assert_eq!(parse_epoch_seconds(text), None, "{text:?}");
+        }
         assert_eq!(parse_epoch_millis("1542903452000"), Some(1542903452000));
     }
 

@@ -192,21 +192,22 @@ impl Transform {
             }
             Transform::Email => email_address(text).map(keep),
             Transform::EmailList(sep) => {
-                let list: Option<Vec<Node>> = text
-                    .split(sep.as_str())
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .map(|s| email_address(s).map(keep))
-                    .collect();
-                list.filter(|l| !l.is_empty()).map(Node::Array)
+                let mut list = Vec::new();
+                let all_addresses = each_list_item(text, sep, |item| match email_address(item) {
+                    Some(address) => {
+                        list.push(keep(address));
+                        true
+                    }
+                    None => false,
+                });
+                (all_addresses && !list.is_empty()).then_some(Node::Array(list))
             }
             Transform::List(sep) => {
-                let list: Vec<Node> = text
-                    .split(sep.as_str())
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .map(keep)
-                    .collect();
+                let mut list = Vec::new();
+                each_list_item(text, sep, |item| {
+                    list.push(keep(item));
+                    true
+                });
                 (!list.is_empty()).then_some(Node::Array(list))
             }
             Transform::Lower => (!text.is_empty()).then(|| {
@@ -267,6 +268,29 @@ pub fn cef_severity(text: &str) -> Option<u8> {
 }
 
 /// The address in `Name <addr@host>` or a bare `addr@host`, if it has OCSF's email shape.
+/// Calls `visit` with each trimmed, non-empty item of a `sep`-separated list until it
+/// returns false; returns whether it never did. A one-byte separator (nearly every grammar's
+/// `,`) is found with memchr: `str::split` with a `&str` pattern sets up a two-way searcher
+/// on every call, which cost more than the addresses' checks for a short recipient list.
+fn each_list_item<'t>(text: &'t str, sep: &str, mut visit: impl FnMut(&'t str) -> bool) -> bool {
+    let mut item = |part: &'t str| {
+        let part = part.trim();
+        part.is_empty() || visit(part)
+    };
+    let &[byte] = sep.as_bytes() else {
+        return text.split(sep).all(item);
+    };
+    // A one-byte separator is ASCII, so every cut falls on a character boundary.
+    let mut rest = text;
+    while let Some(at) = memchr::memchr(byte, rest.as_bytes()) {
+        if !item(&rest[..at]) {
+            return false;
+        }
+        rest = &rest[at + 1..];
+    }
+    item(rest)
+}
+
 pub fn email_address(text: &str) -> Option<&str> {
     let text = crate::format::trim(text);
     let bytes = text.as_bytes();
@@ -345,6 +369,21 @@ mod tests {
     }
 
     proptest::proptest! {
+        #[test]
+        fn list_items_are_those_split_gives(
+            text in r"[ a,;b|\-]{0,30}",
+            sep in proptest::sample::select(vec![",", ";", " ", "|", ", ", "--", ""]),
+        ) {
+            let mut items = Vec::new();
+            let all = each_list_item(&text, sep, |item| {
+                items.push(item);
+                true
+            });
+            proptest::prop_assert!(all);
+            let want: Vec<&str> = text.split(sep).map(str::trim).filter(|s| !s.is_empty()).collect();
+            proptest::prop_assert_eq!(items, want);
+        }
+
         #[test]
         fn email_address_agrees_with_the_character_rules(
             text in r"[ a-zA-Z0-9@.<>!#$%&'*+/=?^_`{|}~\\\-\tÜ]{0,40}",
