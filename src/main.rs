@@ -225,13 +225,6 @@ fn run_config(args: &RunArgs) -> anyhow::Result<(Config, GrammarSet)> {
 }
 
 fn main() -> ExitCode {
-    if let Some(missing) = missing_cpu_features() {
-        eprintln!(
-            "sluice: this build needs CPU features this machine lacks ({missing}); \
-             build without TARGET_CPU (deploy/pgo/build.sh) or -Ctarget-cpu for this machine"
-        );
-        return ExitCode::from(1);
-    }
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,
@@ -240,26 +233,6 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
-}
-
-/// The features a build for a newer CPU (`TARGET_CPU=x86-64-v3`) was compiled to use that
-/// this CPU lacks: said plainly before the first such instruction would stop the process
-/// with SIGILL.
-fn missing_cpu_features() -> Option<String> {
-    #[allow(unused_mut)]
-    let mut missing: Vec<&str> = Vec::new();
-    #[cfg(target_arch = "x86_64")]
-    {
-        macro_rules! check {
-            ($($feature:tt),*) => {$(
-                if cfg!(target_feature = $feature) && !std::is_x86_feature_detected!($feature) {
-                    missing.push($feature);
-                }
-            )*};
-        }
-        check!("avx", "avx2", "bmi1", "bmi2", "fma", "lzcnt", "movbe", "popcnt", "sse4.2");
-    }
-    (!missing.is_empty()).then(|| missing.join(", "))
 }
 
 fn load_grammars(dir: Option<&PathBuf>) -> anyhow::Result<GrammarSet> {

@@ -17,8 +17,9 @@
 #
 # TARGET_CPU builds for a newer CPU than rustc's default (x86-64 of 2003): x86-64-v3 (Intel
 # since Haswell, AMD since Excavator/Zen; the baseline of RHEL 10) cut about 4-5 % of the
-# instructions per event (docs/performance.md, session 26). Such a binary stops with
-# SIGILL on an older CPU, so the default stays portable.
+# instructions per event (docs/performance.md, session 26). On an older CPU such a binary
+# exits at start-up naming the features the CPU lacks (src/native/cpu_check.c, checked
+# under qemu by cpu_check.sh here), so the default stays portable.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
