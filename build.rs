@@ -4,7 +4,6 @@
 
 fn main() {
     println!("cargo:rerun-if-changed=src/native/cpu_check.c");
-    println!("cargo:rerun-if-changed=build.rs");
     let var = |name: &str| std::env::var(name).unwrap_or_default();
     if var("CARGO_CFG_TARGET_ARCH") != "x86_64" || var("CARGO_CFG_TARGET_OS") != "linux" {
         return;

@@ -24,13 +24,13 @@ failed=0
 
 # CPU model, binary, expected exit status, text the error must hold, text it must not.
 expect() {
-  local cpu=$1 binary=$2 status=$3 holds=$4 lacks=$5 got=0
+  local cpu=$1 binary=$2 status=$3 holds=$4 absent=$5 got=0
   qemu-x86_64 -cpu "$cpu" "$binary" --version >"$work/out" 2>"$work/err" || got=$?
   grep -v "TCG doesn't support" "$work/err" >"$work/said" || true
   local verdict=ok
   if [ "$got" != "$status" ]; then verdict="exit $got, expected $status"; fi
   if [ -n "$holds" ] && ! grep -qF -- "$holds" "$work/said"; then verdict="no \"$holds\""; fi
-  if [ -n "$lacks" ] && grep -qF -- "$lacks" "$work/said"; then verdict="says \"$lacks\""; fi
+  if [ -n "$absent" ] && grep -qF -- "$absent" "$work/said"; then verdict="says \"$absent\""; fi
   echo "cpu_check: $binary on $cpu: $verdict: $(cat "$work/said" "$work/out" | head -c 300)"
   [ "$verdict" = ok ] || failed=1
 }
