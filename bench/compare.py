@@ -189,7 +189,7 @@ class PipeReader(threading.Thread):
         self.join(timeout=120)
 
 
-def run_once(receiver, binary, data, lines, work, output="file"):
+def run_once(receiver, binary, data, lines, work, output="file", workers=None):
     name, transport = receiver.split("/")
     port = free_port()
     out = os.path.join(work, f"{name}.out")
@@ -221,7 +221,8 @@ def run_once(receiver, binary, data, lines, work, output="file"):
         else:
             sink = f'[sink]\ntype = "file"\npath = "{out}"\n'
         with open(conf, "w") as f:
-            f.write(f'[general]\nqueue_capacity = 65536\n{listener}{sink}[metrics]\naddress = "{metrics_address}"\n')
+            general = "queue_capacity = 65536\n" + (f"workers = {workers}\n" if workers else "")
+            f.write(f'[general]\n{general}{listener}{sink}[metrics]\naddress = "{metrics_address}"\n')
         cmd = [binary, "run", "--config", conf, "--log-level", "warn"]
         env = None
     elif name.startswith("syslog-ng"):
@@ -309,6 +310,8 @@ def main():
     p.add_argument("--no-vrl", action="store_true", help="skip sluice vs VRL (its first build takes about 10 minutes)")
     p.add_argument("--binary", help="run this sluice binary instead of building target/release/sluice "
                                     "(to compare two builds: alternate runs of each)")
+    p.add_argument("--workers", type=int, help="sluice's parse worker threads (general.workers; default one per "
+                                                "core)")
     args = p.parse_args()
     receivers = args.receivers.split(",")
     for receiver in receivers:
@@ -341,12 +344,13 @@ def main():
     print(f"corpus: {lines} lines, {len(data)} bytes ({len(data) / lines:.1f} B/line), {os.cpu_count()} cores, "
           f"{args.runs} runs per receiver (min / median / max); UDP receive buffers capped at "
           f"net.core.rmem_max = {rmem_max} bytes for every receiver; output: "
-          + ("a FIFO per receiver, read and counted by this script" if args.output == "pipe" else "a file per receiver"))
+          + ("a FIFO per receiver, read and counted by this script" if args.output == "pipe" else "a file per receiver")
+          + f"; sluice parse workers: {args.workers or 'one per core'}")
     results = {}
     for receiver in receivers:
         runs = []
         for _ in range(args.runs):
-            r = run_once(receiver, binary, data, lines, work, args.output)
+            r = run_once(receiver, binary, data, lines, work, args.output, args.workers)
             if r["written"] != lines and not receiver.endswith("/udp"):
                 raise SystemExit(f"{receiver}: wrote {r['written']} of {lines} lines")
             runs.append(r)

@@ -125,12 +125,22 @@ def start_sluice(binary, conf, metrics_address):
             time.sleep(0.05)
 
 
+# Ports this process has handed out: the kernel may offer a closed one again, and two
+# asked for in a row (a listener's and the metrics address) must differ, or the receiver
+# fails to start and the run is lost.
+_GIVEN_PORTS = set()
+
+
 def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+    for _ in range(100):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        s.close()
+        if port not in _GIVEN_PORTS:
+            _GIVEN_PORTS.add(port)
+            return port
+    raise SystemExit("no unused loopback port in 100 tries")
 
 
 def certificates(directory):
