@@ -19,7 +19,7 @@ parse_syslog + parse_cef + parse_json + JSON encoding), one thread, in memory.
 
     bash bench/compare.sh                 # installs what it needs, then runs this
     python3 bench/compare.py [--messages N] [--runs R] [--receivers sluice/tcp,syslog-ng-raw/udp,...]
-                             [--output file|pipe] [--no-vrl] [--binary PATH]
+                             [--output file|pipe] [--no-vrl] [--binary PATH] [--workers N]
 
 The TCP and TLS sender is a near-free one (the corpus in 1 MiB socket writes), so the
 receivers, not the sender, set the pace; on 2 cores the sender still shares the machine,
@@ -310,8 +310,7 @@ def main():
     p.add_argument("--no-vrl", action="store_true", help="skip sluice vs VRL (its first build takes about 10 minutes)")
     p.add_argument("--binary", help="run this sluice binary instead of building target/release/sluice "
                                     "(to compare two builds: alternate runs of each)")
-    p.add_argument("--workers", type=int, help="sluice's parse worker threads (general.workers; default one per "
-                                                "core)")
+    p.add_argument("--workers", type=int, help="sluice's parse worker threads (general.workers; default one per core)")
     args = p.parse_args()
     receivers = args.receivers.split(",")
     for receiver in receivers:

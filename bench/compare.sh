@@ -3,7 +3,7 @@
 # rsyslog (deploy/dev/install-test-tools.sh), builds sluice, and runs every receiver on the
 # same corpus over TCP, UDP and TLS, sluice into a real Kafka broker (tansu), then sluice
 # against VRL on the corpus's CEF lines. Extra arguments go to compare.py (--messages,
-# --runs, --receivers, --output file|pipe, --no-vrl). With the defaults (1,000,000
+# --runs, --receivers, --output file|pipe, --no-vrl, --binary, --workers). With the defaults (1,000,000
 # messages, 3 runs) about 20 minutes on 2 cores, plus about 10 for the first build of the
 # VRL crate. The profile-guided build that the container image ships: `bash
 # deploy/pgo/build.sh`, then `bash bench/compare.sh --binary target/pgo/release/sluice`.
