@@ -16,6 +16,11 @@ use crate::source::Message;
 use crate::syslog::{self, SyslogHeader, TimeContext};
 use crate::time::{self, DefaultZone};
 
+/// The members [`Pipeline::finish`] adds to `metadata` (a grammar sizes the object for
+/// them: `grammar::compile`).
+pub(crate) const METADATA_MEMBERS: [&str; 4] =
+    ["is_truncated", "logged_time", "product", "version"];
+
 /// Version of the `sluice` extension object contract.
 pub const SCHEMA_VERSION: &str = "1";
 
@@ -658,7 +663,9 @@ impl Pipeline {
             .and_then(Node::as_i64)
             .or(out.header.timestamp_ms)
             .unwrap_or(message.received_ms);
-        let metadata = root.entry_or_insert_with("metadata", || Node::Object(Object::new()));
+        let metadata = root.entry_or_insert_with("metadata", || {
+            Node::Object(Object::with_capacity(METADATA_MEMBERS.len()))
+        });
         if let Node::Object(metadata) = metadata {
             if status != Status::Ok {
                 let truncated = out

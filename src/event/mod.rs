@@ -20,6 +20,11 @@ pub struct TargetPath {
     pub text: String,
     pub segments: Vec<Segment>,
     pub push: bool,
+    /// For each container this path opens (after segment `i`, for `i` below the last), how
+    /// many members or items it can hold in any event of its grammar (`size_containers`):
+    /// [`build_sorted`] opens each at that size, where growing from empty reallocated most
+    /// of them once or twice. Empty until a grammar sizes it.
+    pub open_capacity: Vec<u16>,
 }
 
 impl TargetPath {
@@ -65,6 +70,7 @@ impl TargetPath {
             text: text.to_string(),
             segments,
             push,
+            open_capacity: Vec::new(),
         })
     }
 
@@ -174,10 +180,11 @@ pub fn build_sorted<'a>(
             .count();
         close_down_to(root, &mut open, shared);
         for (i, segment) in parents.iter().enumerate().skip(shared) {
+            let capacity = target.open_capacity.get(i).map_or(0, |&c| c as usize);
             // The segment after this one says what this place holds.
             let container = match target.segments[i + 1] {
-                Segment::Index(_) => Node::Array(Vec::new()),
-                Segment::Key(_) => Node::Object(Object::new()),
+                Segment::Index(_) => Node::Array(Vec::with_capacity(capacity)),
+                Segment::Key(_) => Node::Object(Object::with_capacity(capacity)),
             };
             push_pair(&mut open, segment, container);
         }

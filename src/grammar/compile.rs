@@ -245,7 +245,8 @@ pub fn compile(file: &str, text: &str) -> Result<Grammar, GrammarError> {
         })?;
         kinds.push(kind);
     }
-    let targets = order_slots(ctx.targets, &mut kinds);
+    let mut targets = order_slots(ctx.targets, &mut kinds);
+    size_containers(&mut targets, &kinds);
     Ok(Grammar {
         name,
         title: spec.title,
@@ -261,6 +262,55 @@ pub fn compile(file: &str, text: &str) -> Result<Grammar, GrammarError> {
         kinds,
         targets,
     })
+}
+
+/// Sets each target's `open_capacity`: how many members (or, for an array, items) the
+/// container opened at each of its parents can get in one event, from every path of the
+/// grammar that can write into it (any kind's rules, `set` and `ensure`, and the members
+/// the pipeline adds to `metadata`). An upper bound over the kinds, counted once at load.
+fn size_containers(targets: &mut [TargetPath], kinds: &[EventKind]) {
+    let added: Vec<Vec<Segment>> = crate::pipeline::METADATA_MEMBERS
+        .iter()
+        .map(|key| vec![Segment::Key("metadata".into()), Segment::Key((*key).into())])
+        .collect();
+    let paths: Vec<&[Segment]> = targets
+        .iter()
+        .map(|t| t.segments.as_slice())
+        .chain(
+            kinds
+                .iter()
+                .flat_map(|k| k.set.iter().chain(&k.ensure))
+                .map(|(t, _)| t.segments.as_slice()),
+        )
+        .chain(added.iter().map(Vec::as_slice))
+        .collect();
+    let capacity = |prefix: &[Segment]| -> u16 {
+        let mut keys: Vec<&str> = Vec::new();
+        let mut items = 0usize;
+        for path in &paths {
+            if path.len() <= prefix.len() || !path.starts_with(prefix) {
+                continue;
+            }
+            match &path[prefix.len()] {
+                Segment::Key(key) if !keys.contains(&key.as_str()) => keys.push(key),
+                Segment::Key(_) => {}
+                Segment::Index(i) => items = items.max(i + 1),
+            }
+        }
+        u16::try_from(keys.len().max(items)).unwrap_or(u16::MAX)
+    };
+    let sizes: Vec<Vec<u16>> = targets
+        .iter()
+        .map(|target| {
+            let parents = target.segments.len().saturating_sub(1);
+            (0..parents)
+                .map(|i| capacity(&target.segments[..=i]))
+                .collect()
+        })
+        .collect();
+    for (target, size) in targets.iter_mut().zip(sizes) {
+        target.open_capacity = size;
+    }
 }
 
 /// Renumbers slots in the order of their target paths. An event's winning values are

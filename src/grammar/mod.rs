@@ -695,6 +695,69 @@ mod tests {
         assert!(compared > 1000, "{compared}");
     }
 
+    /// Each container a path opens is sized for every member any kind can put in it: the
+    /// rules' places, `set` and `ensure` paths, and what the pipeline adds to `metadata`.
+    #[test]
+    fn containers_are_sized_for_every_member_a_kind_can_add() {
+        let grammar = compile(
+            "sized.toml",
+            r#"
+name = "sized"
+format = "json"
+[[map]]
+from = "json.a"
+to = "actor.user.name"
+[[map]]
+from = "json.b"
+to = "actor.user.uid"
+[[map]]
+from = "json.c"
+to = "actor.process.name"
+[[map]]
+from = "json.d"
+to = "evidences[2].file.hashes[]"
+[[map]]
+from = "json.e"
+to = "metadata.uid"
+[[event]]
+name = "one"
+when = { field = "json.a", exists = true }
+class_uid = 2004
+activity_id = 1
+set = { "actor.session.uid" = "s" }
+[[event]]
+name = "other"
+class_uid = 2004
+activity_id = 99
+ensure = { "actor.user.type_id" = 0 }
+"#,
+        )
+        .unwrap();
+        let sizes = |text: &str| {
+            let target = grammar.targets.iter().find(|t| t.text == text).unwrap();
+            target.open_capacity.clone()
+        };
+        // actor: user, process and session (another kind's `set`); actor.user: name, uid
+        // and type_id (an `ensure`).
+        assert_eq!(sizes("actor.user.name"), [3, 3]);
+        assert_eq!(sizes("actor.process.name"), [3, 1]);
+        // evidences: items up to index 2; each item an object with `file`, whose object
+        // holds the one array.
+        assert_eq!(sizes("evidences[2].file.hashes[]"), [3, 1, 1]);
+        // metadata: uid and the four members the pipeline adds.
+        assert_eq!(
+            sizes("metadata.uid"),
+            [1 + crate::pipeline::METADATA_MEMBERS.len() as u16]
+        );
+        // Every embedded grammar's paths are sized.
+        for grammar in GrammarSet::embedded().unwrap().iter() {
+            for target in &grammar.targets {
+                assert_eq!(target.open_capacity.len() + 1, target.segments.len());
+                assert!(target.open_capacity.iter().all(|&c| c > 0), "{target:?}");
+            }
+        }
+    }
+
     /// Several flat fields removed in one pass leave what removing each one leaves,
     /// including the group gone once empty; other namespaces stay untouched.
     #[test]
