@@ -20,11 +20,23 @@ pub struct TargetPath {
     pub text: String,
     pub segments: Vec<Segment>,
     pub push: bool,
-    /// For each container this path opens (after segment `i`, for `i` below the last), how
-    /// many members or items it can hold in any event of its grammar (`size_containers`):
-    /// [`build_sorted`] opens each at that size, where growing from empty reallocated most
-    /// of them once or twice. Empty until a grammar sizes it.
-    pub open_capacity: Vec<u16>,
+    /// The containers this path opens (after segment `i`, for each `i` below the last),
+    /// as its grammar numbers and sizes them (`grammar::compile`). Empty until then.
+    pub opens: Vec<Opening>,
+}
+
+/// A container a target path opens, as its grammar knows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Opening {
+    /// The same for every path of the grammar through this container (the same segments
+    /// up to it), and different for any other: [`build_sorted`] tells whether a container
+    /// it holds open is on the next path by this number, where comparing the segments'
+    /// names called `memcmp` a dozen times an event.
+    pub id: u32,
+    /// How many members or items it can get in one event of its grammar: [`build_sorted`]
+    /// opens it at that size, where growing from empty reallocated most containers once
+    /// or twice.
+    pub capacity: u16,
 }
 
 impl TargetPath {
@@ -70,7 +82,7 @@ impl TargetPath {
             text: text.to_string(),
             segments,
             push,
-            open_capacity: Vec::new(),
+            opens: Vec::new(),
         })
     }
 
@@ -159,34 +171,38 @@ fn find<'n, 'a>(root: &'n Object<'a>, segments: &[Segment]) -> Option<&'n Node<'
 /// along its path, but each object is filled by appends: a path that shares its parents
 /// with the one before continues in the objects still open, and an object is attached to
 /// its parent when the paths move past it. No key search, no walk from the root.
+///
+/// `targets` are one compiled grammar's: their [`Opening`]s say which containers two
+/// paths share.
 pub fn build_sorted<'a>(
     root: &mut Object<'a>,
     targets: &'a [TargetPath],
     values: impl IntoIterator<Item = (u16, Node<'a>)>,
 ) {
     debug_assert!(root.is_empty());
-    // The objects and arrays open below the root, outermost first, each with the segment
-    // that leads to it from its parent.
-    let mut open: Vec<(&'a Segment, Node<'a>)> = Vec::with_capacity(8);
+    // The objects and arrays open below the root, outermost first, each with the grammar's
+    // number for it and the segment that leads to it from its parent.
+    let mut open: Vec<Open<'a>> = Vec::with_capacity(8);
     for (slot, value) in values {
         let target = &targets[slot as usize];
         let Some((leaf, parents)) = target.segments.split_last() else {
             continue;
         };
+        debug_assert_eq!(target.opens.len(), parents.len(), "{}", target.text);
         let shared = open
             .iter()
-            .zip(parents)
-            .take_while(|((open, _), wanted)| *open == *wanted)
+            .zip(&target.opens)
+            .take_while(|(((id, _), _), opening)| *id == opening.id)
             .count();
         close_down_to(root, &mut open, shared);
-        for (i, segment) in parents.iter().enumerate().skip(shared) {
-            let capacity = target.open_capacity.get(i).map_or(0, |&c| c as usize);
+        for (i, (segment, opening)) in parents.iter().zip(&target.opens).enumerate().skip(shared) {
+            let capacity = opening.capacity as usize;
             // The segment after this one says what this place holds.
             let container = match target.segments[i + 1] {
                 Segment::Index(_) => Node::Array(Vec::with_capacity(capacity)),
                 Segment::Key(_) => Node::Object(Object::with_capacity(capacity)),
             };
-            push_pair(&mut open, segment, container);
+            push_pair(&mut open, (opening.id, segment), container);
         }
         match open.last_mut() {
             None => attach(root, leaf, value, target.push),
@@ -255,10 +271,14 @@ pub(crate) fn push_pair<A, B>(pairs: &mut Vec<(A, B)>, first: A, second: B) {
     push_fields!(pairs, (first, second));
 }
 
+/// A container [`build_sorted`] holds open: its [`Opening::id`], the segment that leads to
+/// it from its parent, and the container.
+type Open<'a> = ((u32, &'a Segment), Node<'a>);
+
 /// Attaches the open places deeper than `depth` to their parents, innermost first.
-fn close_down_to<'a>(root: &mut Object<'a>, open: &mut Vec<(&'a Segment, Node<'a>)>, depth: usize) {
+fn close_down_to<'a>(root: &mut Object<'a>, open: &mut Vec<Open<'a>>, depth: usize) {
     while open.len() > depth {
-        let (segment, node) = open.pop().expect("longer than depth");
+        let ((_, segment), node) = open.pop().expect("longer than depth");
         match open.last_mut() {
             None => attach(root, segment, node, false),
             Some((_, Node::Object(obj))) => attach(obj, segment, node, false),

@@ -9,7 +9,7 @@ use super::table::KeyTable;
 use super::fields::{Namespace, SourcePath};
 use super::spec::{ConditionSpec, EventSpec, GrammarSpec, MapSpec};
 use super::transform::{Transform, TRANSFORM_NAMES};
-use crate::event::{ocsf, Node, Segment, TargetPath};
+use crate::event::{ocsf, Node, Opening, Segment, TargetPath};
 use crate::format::Format;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -264,10 +264,11 @@ pub fn compile(file: &str, text: &str) -> Result<Grammar, GrammarError> {
     })
 }
 
-/// Sets each target's `open_capacity`: how many members (or, for an array, items) the
-/// container opened at each of its parents can get in one event, from every path of the
-/// grammar that can write into it (any kind's rules, `set` and `ensure`, and the members
-/// the pipeline adds to `metadata`). An upper bound over the kinds, counted once at load.
+/// Sets each target's `opens`: a number for each container it opens, shared by the paths
+/// through it, and how many members (or, for an array, items) the container can get in one
+/// event, from every path of the grammar that can write into it (any kind's rules, `set` and
+/// `ensure`, and the members the pipeline adds to `metadata`): an upper bound over the
+/// kinds, counted once at load.
 fn size_containers(targets: &mut [TargetPath], kinds: &[EventKind]) {
     let added: Vec<Vec<Segment>> = crate::pipeline::METADATA_MEMBERS
         .iter()
@@ -299,17 +300,32 @@ fn size_containers(targets: &mut [TargetPath], kinds: &[EventKind]) {
         }
         u16::try_from(keys.len().max(items)).unwrap_or(u16::MAX)
     };
-    let sizes: Vec<Vec<u16>> = targets
+    // Each container's path from the root, numbered in order of first sight.
+    let mut containers: Vec<&[Segment]> = Vec::new();
+    let opens: Vec<Vec<Opening>> = targets
         .iter()
         .map(|target| {
             let parents = target.segments.len().saturating_sub(1);
             (0..parents)
-                .map(|i| capacity(&target.segments[..=i]))
+                .map(|i| {
+                    let prefix = &target.segments[..=i];
+                    let id = match containers.iter().position(|c| *c == prefix) {
+                        Some(id) => id,
+                        None => {
+                            containers.push(prefix);
+                            containers.len() - 1
+                        }
+                    };
+                    Opening {
+                        id: id as u32,
+                        capacity: capacity(prefix),
+                    }
+                })
                 .collect()
         })
         .collect();
-    for (target, size) in targets.iter_mut().zip(sizes) {
-        target.open_capacity = size;
+    for (target, opens) in targets.iter_mut().zip(opens) {
+        target.opens = opens;
     }
 }
 

@@ -735,7 +735,8 @@ ensure = { "actor.user.type_id" = 0 }
         .unwrap();
         let sizes = |text: &str| {
             let target = grammar.targets.iter().find(|t| t.text == text).unwrap();
-            target.open_capacity.clone()
+            let capacities: Vec<u16> = target.opens.iter().map(|o| o.capacity).collect();
+            capacities
         };
         // actor: user, process and session (another kind's `set`); actor.user: name, uid
         // and type_id (an `ensure`).
@@ -744,6 +745,20 @@ ensure = { "actor.user.type_id" = 0 }
         // evidences: items up to index 2; each item an object with `file`, whose object
         // holds the one array.
         assert_eq!(sizes("evidences[2].file.hashes[]"), [3, 1, 1]);
+        // Paths through one container share its number; no other container has it.
+        let ids = |text: &str| {
+            let target = grammar.targets.iter().find(|t| t.text == text).unwrap();
+            target.opens.iter().map(|o| o.id).collect::<Vec<u32>>()
+        };
+        let (name, uid, process) = (
+            ids("actor.user.name"),
+            ids("actor.user.uid"),
+            ids("actor.process.name"),
+        );
+        assert_eq!(name, uid);
+        assert_eq!(name[0], process[0]);
+        assert_ne!(name[1], process[1]);
+        assert!(!ids("evidences[2].file.hashes[]").contains(&name[0]));
         // metadata: uid and the four members the pipeline adds.
         assert_eq!(
             sizes("metadata.uid"),
@@ -752,8 +767,8 @@ ensure = { "actor.user.type_id" = 0 }
         // Every embedded grammar's paths are sized.
         for grammar in GrammarSet::embedded().unwrap().iter() {
             for target in &grammar.targets {
-                assert_eq!(target.open_capacity.len() + 1, target.segments.len());
-                assert!(target.open_capacity.iter().all(|&c| c > 0), "{target:?}");
+                assert_eq!(target.opens.len() + 1, target.segments.len());
+                assert!(target.opens.iter().all(|o| o.capacity > 0), "{target:?}");
             }
         }
     }
