@@ -733,11 +733,11 @@ ensure = { "actor.user.type_id" = 0 }
 "#,
         )
         .unwrap();
-        let sizes = |text: &str| {
+        let opens = |text: &str| {
             let target = grammar.targets.iter().find(|t| t.text == text).unwrap();
-            let capacities: Vec<u16> = target.opens.iter().map(|o| o.capacity).collect();
-            capacities
+            target.opens.clone()
         };
+        let sizes = |text: &str| opens(text).iter().map(|o| o.capacity).collect::<Vec<u16>>();
         // actor: user, process and session (another kind's `set`); actor.user: name, uid
         // and type_id (an `ensure`).
         assert_eq!(sizes("actor.user.name"), [3, 3]);
@@ -746,10 +746,7 @@ ensure = { "actor.user.type_id" = 0 }
         // holds the one array.
         assert_eq!(sizes("evidences[2].file.hashes[]"), [3, 1, 1]);
         // Paths through one container share its number; no other container has it.
-        let ids = |text: &str| {
-            let target = grammar.targets.iter().find(|t| t.text == text).unwrap();
-            target.opens.iter().map(|o| o.id).collect::<Vec<u32>>()
-        };
+        let ids = |text: &str| opens(text).iter().map(|o| o.id).collect::<Vec<u32>>();
         let (name, uid, process) = (
             ids("actor.user.name"),
             ids("actor.user.uid"),
