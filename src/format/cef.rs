@@ -79,19 +79,21 @@ pub fn parse_header(payload: &str, start: usize) -> Result<CefMessage<'_>, Heade
     // a second search.
     let mut escaped = false;
     let mut i = 0;
-    while i < bytes.len() && fields.len() < 7 {
-        match bytes[i] {
-            b'\\' => {
-                escaped = true;
-                i += 2;
-            }
-            b'|' => {
-                fields.push(header_field(&body[field_start..i], escaped));
-                escaped = false;
-                field_start = i + 1;
-                i += 1;
-            }
-            _ => i += 1,
+    // Only a backslash or a pipe matters: each is found sixteen bytes at a time, not byte
+    // by byte (about ten instructions a byte of KATA's 120-byte headers).
+    while fields.len() < 7 {
+        let Some(at) = next_pipe_or_backslash(bytes, i) else {
+            break;
+        };
+        i = at;
+        if bytes[i] == b'\\' {
+            escaped = true;
+            i += 2;
+        } else {
+            fields.push(header_field(&body[field_start..i], escaped));
+            escaped = false;
+            field_start = i + 1;
+            i += 1;
         }
     }
     let extension = if fields.len() == 7 {
@@ -232,6 +234,40 @@ static KEY_BYTES: [bool; 256] = {
     table
 };
 
+/// The index of the first `|` or `\\` at or after `from`. Header fields are short (a few
+/// to forty bytes): a sixteen-byte compare in registers costs less there than a call to
+/// memchr (measured: more instructions than the byte loop for Symantec's 55-byte header).
+#[inline(always)]
+fn next_pipe_or_backslash(bytes: &[u8], from: usize) -> Option<usize> {
+    let mut i = from;
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{
+            _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8,
+        };
+        // SAFETY: SSE2 is part of every x86_64 target, and each load reads the sixteen
+        // bytes at i..i + 16, which the loop condition keeps inside `bytes`.
+        unsafe {
+            while i + 16 <= bytes.len() {
+                let v = _mm_loadu_si128(bytes.as_ptr().add(i).cast());
+                let mask = _mm_movemask_epi8(_mm_or_si128(
+                    _mm_cmpeq_epi8(v, _mm_set1_epi8(b'|' as i8)),
+                    _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8)),
+                ));
+                if mask != 0 {
+                    return Some(i + mask.trailing_zeros() as usize);
+                }
+                i += 16;
+            }
+        }
+    }
+    bytes
+        .get(i..)?
+        .iter()
+        .position(|&b| b == b'|' || b == b'\\')
+        .map(|p| i + p)
+}
+
 /// Finds the next `key=` at or after `from`: returns (key start, offset of `=`). Sets
 /// `escaped` when it passes a backslash on the way (in the value before that key).
 fn next_key(bytes: &[u8], from: usize, escaped: &mut bool) -> Option<(usize, usize)> {
@@ -355,6 +391,50 @@ pub const CUSTOM_FIELD_LABELS: &[(&str, &str)] = &[
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The block search finds what a byte-by-byte one finds, from any start, with the
+    /// byte at any place relative to the sixteen-byte blocks and the end.
+    #[test]
+    fn next_pipe_or_backslash_matches_a_plain_search() {
+        for len in 0..50usize {
+            for at in [
+                None,
+                Some(0),
+                Some(15),
+                Some(16),
+                Some(len / 2),
+                Some(len.saturating_sub(1)),
+            ] {
+                for special in [b'|', b'\\'] {
+                    let mut bytes = vec![b'x'; len];
+                    if let Some(at) = at.filter(|&at| at < len) {
+                        bytes[at] = special;
+                    }
+                    for from in 0..=len + 2 {
+                        let plain = bytes
+                            .get(from..)
+                            .and_then(|rest| rest.iter().position(|&b| b == b'|' || b == b'\\'))
+                            .map(|p| from + p);
+                        assert_eq!(
+                            next_pipe_or_backslash(&bytes, from),
+                            plain,
+                            "{len} {at:?} {from}"
+                        );
+                    }
+                }
+            }
+        }
+        // Headers whose separators and escapes fall on every block position.
+        for pad in 0..40 {
+            let vendor = "v".repeat(pad);
+            let line = format!("CEF:0|{vendor}|p\\|q|1.0|100|name \\\\ x|5|k=v");
+            let message = parse_header(&line, 0).expect("seven fields");
+            assert_eq!(message.header.vendor, vendor.as_str());
+            assert_eq!(message.header.product, "p|q");
+            assert_eq!(message.header.name, "name \\ x");
+            assert_eq!(message.extension, "k=v");
+        }
+    }
 
     fn ext(text: &str) -> Vec<(String, String)> {
         parse_extension(text, &["json"])
