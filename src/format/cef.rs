@@ -234,7 +234,7 @@ static KEY_BYTES: [bool; 256] = {
     table
 };
 
-/// The index of the first `|` or `\\` at or after `from`. Header fields are short (a few
+/// The index of the first `|` or `\` at or after `from`. Header fields are short (a few
 /// to forty bytes): a sixteen-byte compare in registers costs less there than a call to
 /// memchr (measured: more instructions than the byte loop for Symantec's 55-byte header).
 #[inline(always)]
