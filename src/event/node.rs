@@ -866,22 +866,17 @@ unsafe fn escape_into(src: &[u8], dst: *mut u8) -> usize {
 #[target_feature(enable = "ssse3")]
 unsafe fn escape_into_by_shuffles(src: &[u8], dst: *mut u8) -> usize {
     use std::arch::x86_64::{
-        _mm_add_epi8, _mm_and_si128, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_min_epu8,
-        _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8, _mm_shuffle_epi8, _mm_storeu_si128,
+        _mm_add_epi8, _mm_and_si128, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8,
+        _mm_or_si128, _mm_set1_epi8, _mm_shuffle_epi8, _mm_storeu_si128,
     };
     let backslash = _mm_set1_epi8(b'\\' as i8);
-    let quote = _mm_set1_epi8(b'"' as i8);
     let gap = _mm_set1_epi8(SPREAD_GAP as i8);
     let high_half = _mm_set1_epi8(8);
     let (mut i, mut w) = (0, 0);
     while i + 16 <= src.len() {
         let v = _mm_loadu_si128(src.as_ptr().add(i).cast());
-        let control =
-            _mm_movemask_epi8(_mm_cmpeq_epi8(_mm_min_epu8(v, _mm_set1_epi8(0x1f)), v)) as u32;
-        let quoted = _mm_movemask_epi8(_mm_or_si128(
-            _mm_cmpeq_epi8(v, quote),
-            _mm_cmpeq_epi8(v, backslash),
-        )) as u32;
+        let control = _mm_movemask_epi8(control_lanes(v)) as u32;
+        let quoted = _mm_movemask_epi8(quote_or_backslash_lanes(v)) as u32;
         if control != 0 {
             w += escape_block_by_bytes(src, i, v, control | quoted, dst.add(w));
         } else if quoted == 0 {
@@ -1072,16 +1067,33 @@ static SHORT_ESCAPES: [u16; 256] = {
 #[cfg(target_arch = "x86_64")]
 #[inline]
 fn special_mask(v: std::arch::x86_64::__m128i) -> u32 {
-    use std::arch::x86_64::{
-        _mm_cmpeq_epi8, _mm_min_epu8, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8,
-    };
+    use std::arch::x86_64::{_mm_movemask_epi8, _mm_or_si128};
+    // SAFETY: SSE2 is part of every x86_64 target; these only compute on registers.
+    unsafe { _mm_movemask_epi8(_mm_or_si128(control_lanes(v), quote_or_backslash_lanes(v))) as u32 }
+}
+
+/// All ones in the lanes of `v` that hold a control character (0x00 to 0x1f).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn control_lanes(v: std::arch::x86_64::__m128i) -> std::arch::x86_64::__m128i {
+    use std::arch::x86_64::{_mm_cmpeq_epi8, _mm_min_epu8, _mm_set1_epi8};
+    // SAFETY: SSE2 is part of every x86_64 target; these only compute on registers.
+    // min(v, 0x1f) == v exactly when v <= 0x1f, as unsigned bytes.
+    unsafe { _mm_cmpeq_epi8(_mm_min_epu8(v, _mm_set1_epi8(0x1f)), v) }
+}
+
+/// All ones in the lanes of `v` that hold a quote or a backslash: the bytes whose escape
+/// is a backslash before them.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn quote_or_backslash_lanes(v: std::arch::x86_64::__m128i) -> std::arch::x86_64::__m128i {
+    use std::arch::x86_64::{_mm_cmpeq_epi8, _mm_or_si128, _mm_set1_epi8};
     // SAFETY: SSE2 is part of every x86_64 target; these only compute on registers.
     unsafe {
-        // min(v, 0x1f) == v exactly when v <= 0x1f, as unsigned bytes.
-        let control = _mm_cmpeq_epi8(_mm_min_epu8(v, _mm_set1_epi8(0x1f)), v);
-        let quote = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8));
-        let backslash = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8));
-        _mm_movemask_epi8(_mm_or_si128(control, _mm_or_si128(quote, backslash))) as u32
+        _mm_or_si128(
+            _mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8)),
+            _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8)),
+        )
     }
 }
 
